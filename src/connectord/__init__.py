@@ -1,0 +1,60 @@
+"""connectord: a multi-tenant connector registry that really tests each connector."""
+
+from connectord.errors import (
+    AuthenticationError,
+    ConfigurationError,
+    ConflictError,
+    ConnectordError,
+    DuplicateNameError,
+    InvalidTransitionError,
+    NotFoundError,
+    PayloadTooLargeError,
+    PermissionDeniedError,
+    RateLimitedError,
+    SecretsError,
+    StoreError,
+    UnknownConnectorTypeError,
+    ValidationError,
+    VersionConflictError,
+)
+from connectord.facade import ConnectorsFacade, get_connectors_facade
+from connectord.model import (
+    AuditEvent,
+    BuiltinType,
+    Capability,
+    ConnectorInfo,
+    ConnectorStatus,
+    ErrorKind,
+    Page,
+    TestResult,
+)
+from connectord.settings import Settings
+
+__all__ = [
+    "AuditEvent",
+    "AuthenticationError",
+    "BuiltinType",
+    "Capability",
+    "ConfigurationError",
+    "ConflictError",
+    "ConnectorInfo",
+    "ConnectorStatus",
+    "ConnectordError",
+    "ConnectorsFacade",
+    "DuplicateNameError",
+    "ErrorKind",
+    "InvalidTransitionError",
+    "NotFoundError",
+    "Page",
+    "PayloadTooLargeError",
+    "PermissionDeniedError",
+    "RateLimitedError",
+    "SecretsError",
+    "Settings",
+    "StoreError",
+    "TestResult",
+    "UnknownConnectorTypeError",
+    "ValidationError",
+    "VersionConflictError",
+    "get_connectors_facade",
+]

@@ -1,0 +1,173 @@
+"""Operator work: tenants, API keys and secret-key rotation, over the facade's store."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets as _stdlib_secrets
+from dataclasses import dataclass, field
+
+from connectord.errors import AuthenticationError, NotFoundError, ValidationError
+from connectord.errors import FieldError as _FieldError
+from connectord.facade import ConnectorsFacade
+from connectord.model import AuditEvent, new_id, utcnow
+from connectord.store.base import ApiKeyRecord, TenantRecord
+from connectord.validation import check_name
+
+SCOPES = ("connectors:read", "connectors:write", "connectors:test", "admin")
+TENANT_SCOPES = ("connectors:read", "connectors:write", "connectors:test")
+KEY_PREFIX = "cdk_"
+
+
+def hash_key(api_key: str) -> str:
+    """The stored form of a key. Keys are 256 random bits, so a plain SHA-256 suffices
+    (no slow hash needed: there is nothing to brute-force)."""
+    return hashlib.sha256(api_key.encode()).hexdigest()
+
+
+@dataclass(frozen=True, slots=True)
+class Principal:
+    """Who is calling: the tenant and scopes of an API key."""
+
+    tenant_id: str
+    key_id: str
+    scopes: frozenset[str]
+
+    @property
+    def actor(self) -> str:
+        """The audit actor name for this key."""
+        return f"key:{self.key_id}"
+
+
+@dataclass(frozen=True, slots=True)
+class NewKey:
+    """A freshly created key: the only time its value is shown."""
+
+    key_id: str
+    tenant_id: str
+    api_key: str
+    scopes: tuple[str, ...]
+
+
+@dataclass(slots=True)
+class RotationReport:
+    """What a rotation did."""
+
+    primary_key_id: str
+    reencrypted: int = 0
+    unused_key_ids: list[str] = field(default_factory=list)
+    dropped_key_ids: list[str] = field(default_factory=list)
+
+
+class Admin:
+    """Tenants, keys and rotation. Every key and tenant change is audited."""
+
+    def __init__(self, facade: ConnectorsFacade) -> None:
+        self.facade = facade
+
+    async def create_tenant(self, name: str, *, actor: str = "cli") -> tuple[TenantRecord, NewKey]:
+        """A new tenant and its first key (read, write and test scopes)."""
+        store = await self.facade._store()
+        tenant = TenantRecord(new_id(), check_name(name), utcnow())
+        await store.create_tenant(
+            tenant, self._audit(tenant.id, actor, "tenant.create", {"name": tenant.name})
+        )
+        key = await self.create_key(tenant.id, name="initial", scopes=TENANT_SCOPES, actor=actor)
+        return tenant, key
+
+    async def list_tenants(self) -> list[TenantRecord]:
+        """Every tenant."""
+        store = await self.facade._store()
+        return await store.list_tenants()
+
+    async def create_key(
+        self,
+        tenant_id: str,
+        *,
+        name: str = "key",
+        scopes: tuple[str, ...] = TENANT_SCOPES,
+        actor: str = "cli",
+    ) -> NewKey:
+        """A new API key for a tenant; the value is returned once and stored hashed."""
+        unknown = sorted(set(scopes) - set(SCOPES))
+        if unknown or not scopes:
+            raise ValidationError(
+                "invalid scopes", [_FieldError(("scopes",), f"each must be one of {', '.join(SCOPES)}")]
+            )
+        store = await self.facade._store()
+        if await store.get_tenant(tenant_id) is None:
+            raise NotFoundError("no such tenant")
+        value = KEY_PREFIX + _stdlib_secrets.token_urlsafe(32)
+        record = ApiKeyRecord(new_id(), tenant_id, check_name(name), hash_key(value), tuple(scopes), utcnow())
+        audit = self._audit(tenant_id, actor, "key.create", {"key_id": record.id, "scopes": list(scopes)})
+        await store.create_api_key(tenant_id, record, audit)
+        return NewKey(record.id, tenant_id, value, record.scopes)
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        """A tenant's keys (hashes only)."""
+        store = await self.facade._store()
+        return await store.list_api_keys(tenant_id)
+
+    async def revoke_key(self, tenant_id: str, key_id: str, *, actor: str = "cli") -> bool:
+        """Revoke a key; ``False`` if the tenant has no such active key."""
+        store = await self.facade._store()
+        audit = self._audit(tenant_id, actor, "key.revoke", {"key_id": key_id})
+        return await store.revoke_api_key(tenant_id, key_id, utcnow(), audit)
+
+    async def authenticate(self, api_key: str | None) -> Principal:
+        """The principal of a key; :class:`AuthenticationError` if it is missing, unknown or revoked."""
+        if not api_key or not api_key.startswith(KEY_PREFIX):
+            raise AuthenticationError("a valid API key is required")
+        store = await self.facade._store()
+        record = await store.find_api_key(hash_key(api_key))
+        if record is None:
+            raise AuthenticationError("a valid API key is required")
+        return Principal(record.tenant_id, record.id, frozenset(record.scopes))
+
+    async def rotate_secrets(self, *, new_key: bool = False, actor: str = "cli") -> RotationReport:
+        """Re-encrypt every secret under the newest key.
+
+        With a key file (the embedded default), ``new_key`` adds a fresh key first
+        and keys left unused are dropped from the file. With ``CONNECTORD_SECRET_KEY``
+        the operator adds the new key to the ring (last) before, and removes the
+        reported unused keys after.
+        """
+        facade = self.facade
+        store = await facade._store()
+        if new_key:
+            if facade.keyring.path is None:
+                raise ValidationError(
+                    "cannot add a key to CONNECTORD_SECRET_KEY; append the new key to the variable instead"
+                )
+            facade.keyring = facade.keyring.with_new_key()
+        ring = facade.keyring
+        report = RotationReport(ring.primary_id)
+        for tenant in await store.list_tenants():
+            rotated = 0
+            for connector_id, sealed in await store.list_secrets(tenant.id):
+                if sealed.key_id == ring.primary_id:
+                    continue
+                tree = ring.open_tree(sealed, tenant.id, connector_id)
+                resealed = ring.seal_tree(tree, tenant.id, connector_id)
+                # A concurrent update wrote a fresh secret under the primary already: fine.
+                if await store.replace_secret(tenant.id, connector_id, sealed, resealed):
+                    rotated += 1
+            if rotated:
+                await store.append_audit(
+                    self._audit(
+                        tenant.id,
+                        actor,
+                        "secrets.rotate",
+                        {"reencrypted": rotated, "key_id": ring.primary_id},
+                    )
+                )
+            report.reencrypted += rotated
+        usage = await store.secret_key_usage()
+        report.unused_key_ids = [k for k in ring.key_ids if k != ring.primary_id and not usage.get(k)]
+        if ring.path is not None and report.unused_key_ids:
+            facade.keyring = ring.without(report.unused_key_ids)
+            report.dropped_key_ids = report.unused_key_ids
+        return report
+
+    @staticmethod
+    def _audit(tenant_id: str, actor: str, action: str, details: dict[str, object]) -> AuditEvent:
+        return AuditEvent(new_id(), tenant_id, actor, action, None, utcnow(), dict(details))

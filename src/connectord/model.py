@@ -1,0 +1,204 @@
+"""The public data model: connectors, test results and their enums."""
+
+from __future__ import annotations
+
+import enum
+import os
+import time
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Generic, TypeVar
+
+T = TypeVar("T")
+
+
+class ConnectorStatus(enum.StrEnum):
+    """Where a connector is in its lifecycle (see ``docs/status-lifecycle.md``)."""
+
+    REGISTERED = "registered"
+    CONFIGURING = "configuring"
+    READY = "ready"
+    CONNECTED = "connected"
+    DISCONNECTED = "disconnected"
+    ERROR = "error"
+    DEPRECATED = "deprecated"
+
+
+class Capability(enum.StrEnum):
+    """What a connector can be used for."""
+
+    READ = "read"
+    WRITE = "write"
+    QUERY = "query"
+    TRANSACTION = "transaction"
+    VECTOR_SEARCH = "vector_search"
+    STREAM = "stream"
+
+
+class BuiltinType(enum.StrEnum):
+    """The connector types connectord ships; plugins may add more names."""
+
+    HTTP = "http"
+    SQL = "sql"
+    MCP = "mcp"
+    VECTOR = "vector"
+    FILE = "file"
+    SERVERLESS = "serverless"
+    STREAM = "stream"
+    CUSTOM = "custom"
+
+
+class ErrorKind(enum.StrEnum):
+    """Stable codes for why a test failed (``TestResult.details["error_kind"]``)."""
+
+    TIMEOUT = "timeout"
+    REFUSED = "refused"
+    DNS = "dns"
+    TLS = "tls"
+    AUTH = "auth"
+    PROTOCOL = "protocol"
+    EGRESS_DENIED = "egress_denied"
+    INVALID_CONFIG = "invalid_config"
+    NOT_FOUND = "not_found"
+    UNEXPECTED_STATUS = "unexpected_status"
+    UNSUPPORTED = "unsupported"
+    UNAVAILABLE = "unavailable"
+    INTERNAL = "internal"
+
+
+def _iso(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
+@dataclass(slots=True)
+class ConnectorInfo:
+    """A registered connector as callers see it: never a secret value.
+
+    ``secret_fields`` names the secrets that are set (``"password"``,
+    ``"auth.client_secret"``); their values are write-only.
+    """
+
+    id: str
+    name: str
+    connector_type: str
+    status: str
+    capabilities: list[str]
+    endpoint: str | None
+    tenant_id: str
+    created_at: datetime
+    updated_at: datetime | None
+    last_used_at: datetime | None
+    config: dict[str, Any] = field(default_factory=dict)
+    metadata: dict[str, Any] = field(default_factory=dict)
+    secret_fields: list[str] = field(default_factory=list)
+    version: int = 1
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict; datetimes in ISO 8601 with their timezone."""
+        return {
+            "id": self.id,
+            "name": self.name,
+            "connector_type": self.connector_type,
+            "status": str(self.status),
+            "capabilities": list(self.capabilities),
+            "endpoint": self.endpoint,
+            "tenant_id": self.tenant_id,
+            "created_at": _iso(self.created_at),
+            "updated_at": _iso(self.updated_at),
+            "last_used_at": _iso(self.last_used_at),
+            "config": self.config,
+            "metadata": self.metadata,
+            "secret_fields": list(self.secret_fields),
+            "version": self.version,
+        }
+
+
+@dataclass(slots=True)
+class TestResult:
+    """The outcome of one connector test.
+
+    A failed connection is ``success=False`` with ``error`` (human text) and
+    ``details["error_kind"]`` (an :class:`ErrorKind` value); ``details`` also
+    holds what the probe learned and ``details["phases"]`` the time of each step.
+    """
+
+    __test__ = False  # not a pytest test class
+
+    success: bool
+    connector_id: str
+    latency_ms: int | None
+    error: str | None = None
+    details: dict[str, Any] = field(default_factory=dict)
+    tested_at: datetime | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "success": self.success,
+            "connector_id": self.connector_id,
+            "latency_ms": self.latency_ms,
+            "error": self.error,
+            "details": self.details,
+            "tested_at": _iso(self.tested_at),
+        }
+
+    @property
+    def error_kind(self) -> str | None:
+        """The stable failure code, or ``None`` on success."""
+        kind = self.details.get("error_kind")
+        return str(kind) if kind is not None else None
+
+
+@dataclass(slots=True, frozen=True)
+class AuditEvent:
+    """One audited change or test: who, what, which connector, when. Never a secret."""
+
+    id: str
+    tenant_id: str
+    actor: str
+    action: str
+    connector_id: str | None
+    at: datetime
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {
+            "id": self.id,
+            "tenant_id": self.tenant_id,
+            "actor": self.actor,
+            "action": self.action,
+            "connector_id": self.connector_id,
+            "at": self.at.isoformat(),
+            "details": self.details,
+        }
+
+
+@dataclass(slots=True, frozen=True)
+class Page(Generic[T]):
+    """One page of a keyset-paginated listing; ``next_cursor`` is ``None`` at the end."""
+
+    items: list[T]
+    next_cursor: str | None
+
+
+_last_id = 0
+
+
+def new_id() -> str:
+    """A UUIDv7 string, monotonic within the process, so keyset pages follow insertion order."""
+    global _last_id
+    ms = time.time_ns() // 1_000_000
+    rand = int.from_bytes(os.urandom(10), "big")
+    value = (ms & 0xFFFFFFFFFFFF) << 80 | 0x7 << 76 | (rand >> 68 & 0xFFF) << 64 | 0b10 << 62
+    value |= rand & 0x3FFFFFFFFFFFFFFF
+    if value <= _last_id:  # same millisecond: count up in the random bits
+        value = _last_id + 1
+    _last_id = value
+    return str(uuid.UUID(int=value))
+
+
+def utcnow() -> datetime:
+    """The current time, timezone-aware, in UTC."""
+    return datetime.now(UTC)

@@ -1,0 +1,101 @@
+"""Settings: one pydantic-settings class read from ``CONNECTORD_*`` variables."""
+
+from __future__ import annotations
+
+import ipaddress
+import os
+from pathlib import Path
+from typing import Annotated, Literal
+
+from pydantic import Field, SecretStr, field_validator
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from connectord.errors import ConfigurationError
+
+
+def _default_data_dir() -> Path:
+    base = os.environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "connectord"
+
+
+def _split_csv(value: object) -> object:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+class Settings(BaseSettings):
+    """Every setting of connectord; the README has the table."""
+
+    model_config = SettingsConfigDict(env_prefix="CONNECTORD_", extra="ignore")
+
+    data_dir: Path = Field(
+        default_factory=_default_data_dir,
+        description="Folder of the embedded SQLite database and its secret key file.",
+    )
+    database_url: SecretStr | None = Field(
+        default=None,
+        description="postgresql://user:pass@host/db for a shared store; unset means SQLite in data_dir.",
+    )
+    secret_key: SecretStr | None = Field(
+        default=None,
+        description="Key ring: comma-separated [id:]base64 32-byte keys, newest last. "
+        "Required with PostgreSQL; without it the embedded default keeps a key file in data_dir.",
+    )
+    egress_allow: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="CIDRs the egress policy lets probes reach although they are in a denied range.",
+    )
+    file_roots: Annotated[list[Path], NoDecode] = Field(
+        default_factory=list,
+        description="Local folders that file and SQLite connectors may use (comma-separated).",
+    )
+    probe_timeout: float = Field(default=10.0, gt=0, description="Default probe timeout in seconds.")
+    probe_timeout_max: float = Field(
+        default=60.0, gt=0, description="Upper bound for a connector's own timeout, in seconds."
+    )
+    host: str = Field(default="127.0.0.1", description="Address `connectord serve` listens on.")
+    port: int = Field(default=8080, ge=0, le=65535, description="Port `connectord serve` listens on.")
+    workers: int = Field(default=1, ge=1, description="Server worker processes.")
+    log_format: Literal["text", "json"] = Field(default="text", description="Log line format.")
+    log_level: str = Field(default="INFO", description="Log level.")
+    max_body_bytes: int = Field(default=65536, gt=0, description="Largest request body accepted.")
+    test_rate_per_minute: int = Field(
+        default=600, ge=1, description="Connector tests a tenant may start per minute."
+    )
+    test_concurrency: int = Field(default=16, ge=1, description="Connector tests a tenant may run at once.")
+
+    @field_validator("egress_allow", "file_roots", mode="before")
+    @classmethod
+    def _csv(cls, value: object) -> object:
+        return _split_csv(value)
+
+    @field_validator("egress_allow")
+    @classmethod
+    def _cidrs(cls, value: list[str]) -> list[str]:
+        for cidr in value:
+            try:
+                ipaddress.ip_network(cidr, strict=False)
+            except ValueError as exc:
+                raise ValueError(f"not a CIDR: {cidr!r}") from exc
+        return value
+
+    @property
+    def uses_postgres(self) -> bool:
+        """True when the store is a shared PostgreSQL database."""
+        return self.database_url is not None
+
+    @property
+    def sqlite_path(self) -> Path:
+        """The embedded database file."""
+        return self.data_dir / "connectord.db"
+
+    def check_safe(self) -> None:
+        """Refuse unsafe combinations at start (a shared store needs a real key)."""
+        if self.uses_postgres and self.secret_key is None:
+            raise ConfigurationError(
+                "CONNECTORD_SECRET_KEY is required with CONNECTORD_DATABASE_URL: "
+                "replicas sharing a database must share the key ring"
+            )
+        if self.probe_timeout > self.probe_timeout_max:
+            raise ConfigurationError("CONNECTORD_PROBE_TIMEOUT exceeds CONNECTORD_PROBE_TIMEOUT_MAX")

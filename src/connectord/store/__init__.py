@@ -1,0 +1,1 @@
+"""Storage: the Store interface and its SQL implementation."""

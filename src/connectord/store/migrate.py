@@ -1,0 +1,48 @@
+"""Apply Alembic migrations at start, on either backend."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+from alembic.config import Config
+
+MIGRATIONS = Path(__file__).parent / "migrations"
+# Any fixed number: replicas starting together take turns migrating.
+_PG_LOCK_ID = 0x636F6E6E
+
+
+def _config(connection: sa.Connection) -> Config:
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    cfg.attributes["connection"] = connection
+    return cfg
+
+
+def _upgrade(connection: sa.Connection) -> None:
+    command.upgrade(_config(connection), "head")
+
+
+def upgrade_sqlite(path: Path) -> None:
+    """Bring a SQLite file to the newest schema."""
+    engine = sa.create_engine(f"sqlite:///{path}")
+    try:
+        with engine.begin() as conn:
+            _upgrade(conn)
+    finally:
+        engine.dispose()
+
+
+async def upgrade_postgres(url: str) -> None:
+    """Bring a PostgreSQL database to the newest schema, one replica at a time."""
+    from sqlalchemy.ext.asyncio import create_async_engine
+
+    _, sep, rest = url.partition("://")
+    engine = create_async_engine(f"postgresql+asyncpg{sep}{rest}", poolclass=sa.NullPool)
+    try:
+        async with engine.begin() as conn:
+            await conn.execute(sa.text("SELECT pg_advisory_xact_lock(:id)"), {"id": _PG_LOCK_ID})
+            await conn.run_sync(_upgrade)
+    finally:
+        await engine.dispose()

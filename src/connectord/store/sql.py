@@ -1,0 +1,576 @@
+"""The SQL store: one implementation of :class:`Store` for SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from connectord.errors import DuplicateNameError, VersionConflictError
+from connectord.model import AuditEvent, ConnectorInfo, TestResult
+from connectord.secrets import Ciphertext
+from connectord.settings import Settings
+from connectord.store.backends import Backend, Executor, Query, Row, UniqueViolationError, compile_query
+from connectord.store.base import KEEP, ApiKeyRecord, Keep, Store, TenantRecord
+from connectord.store.schema import (
+    api_keys,
+    audit_events,
+    connector_secrets,
+    connectors,
+    tenants,
+    test_results,
+)
+
+P = sa.bindparam
+_JSON_COLUMNS = ("capabilities", "config", "metadata", "secret_fields")
+
+
+def _dt(value: Any) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
+def _connector(row: Row) -> ConnectorInfo:
+    created = _dt(row["created_at"])
+    assert created is not None
+    return ConnectorInfo(
+        id=row["id"],
+        name=row["name"],
+        connector_type=row["connector_type"],
+        status=row["status"],
+        capabilities=json.loads(row["capabilities"]),
+        endpoint=row["endpoint"],
+        tenant_id=row["tenant_id"],
+        created_at=created,
+        updated_at=_dt(row["updated_at"]),
+        last_used_at=_dt(row["last_used_at"]),
+        config=json.loads(row["config"]),
+        metadata=json.loads(row["metadata"]),
+        secret_fields=json.loads(row["secret_fields"]),
+        version=row["version"],
+    )
+
+
+def _connector_params(info: ConnectorInfo) -> dict[str, Any]:
+    return {
+        "id": info.id,
+        "tenant_id": info.tenant_id,
+        "name": info.name,
+        "connector_type": info.connector_type,
+        "status": info.status,
+        "capabilities": json.dumps(info.capabilities),
+        "endpoint": info.endpoint,
+        "config": json.dumps(info.config),
+        "metadata": json.dumps(info.metadata),
+        "secret_fields": json.dumps(info.secret_fields),
+        "version": info.version,
+        "created_at": info.created_at,
+        "updated_at": info.updated_at,
+        "last_used_at": info.last_used_at,
+    }
+
+
+def _audit(row: Row) -> AuditEvent:
+    at = _dt(row["at"])
+    assert at is not None
+    return AuditEvent(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        actor=row["actor"],
+        action=row["action"],
+        connector_id=row["connector_id"],
+        at=at,
+        details=json.loads(row["details"]),
+    )
+
+
+def _audit_params(event: AuditEvent) -> dict[str, Any]:
+    return {
+        "id": event.id,
+        "tenant_id": event.tenant_id,
+        "actor": event.actor,
+        "action": event.action,
+        "connector_id": event.connector_id,
+        "at": event.at,
+        "details": json.dumps(event.details),
+    }
+
+
+def _key(row: Row) -> ApiKeyRecord:
+    created = _dt(row["created_at"])
+    assert created is not None
+    return ApiKeyRecord(
+        id=row["id"],
+        tenant_id=row["tenant_id"],
+        name=row["name"],
+        key_hash=row["key_hash"],
+        scopes=tuple(json.loads(row["scopes"])),
+        created_at=created,
+        revoked_at=_dt(row["revoked_at"]),
+    )
+
+
+def _insert(table: sa.Table) -> sa.Insert:
+    return table.insert().values({c.name: P(c.name) for c in table.columns})
+
+
+def _where(table: sa.Table, *names: str) -> list[sa.ColumnElement[bool]]:
+    return [table.c[n] == P(n) for n in names]
+
+
+class SqlStore(Store):
+    """Every store method, written once over a :class:`Backend`."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+        self._queries: dict[str, Query] = {}
+
+    async def start(self) -> None:
+        await self.backend.start()
+
+    async def close(self) -> None:
+        await self.backend.close()
+
+    def _q(self, key: str, build: Callable[[], sa.sql.ClauseElement]) -> Query:
+        q = self._queries.get(key)
+        if q is None:
+            q = self._queries[key] = compile_query(build(), self.backend.dialect)
+        return q
+
+    # --- tenants and keys ------------------------------------------------------------
+
+    async def create_tenant(self, tenant: TenantRecord, audit: AuditEvent) -> None:
+        ins = self._q("tenant.insert", lambda: _insert(tenants))
+        params = {"id": tenant.id, "name": tenant.name, "created_at": tenant.created_at}
+
+        async def op(ex: Executor) -> None:
+            try:
+                await ex.run(ins, params)
+            except UniqueViolationError:
+                raise DuplicateNameError(f"a tenant named {tenant.name!r} exists") from None
+            await self._add_audit(ex, audit)
+
+        await self.backend.write(op)
+
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        q = self._q("tenant.get", lambda: sa.select(tenants).where(*_where(tenants, "id")))
+        row = await self.backend.read(lambda ex: ex.one(q, {"id": tenant_id}))
+        if row is None:
+            return None
+        created = _dt(row["created_at"])
+        assert created is not None
+        return TenantRecord(row["id"], row["name"], created)
+
+    async def list_tenants(self) -> list[TenantRecord]:
+        q = self._q("tenant.list", lambda: sa.select(tenants).order_by(tenants.c.id))
+        rows = await self.backend.read(lambda ex: ex.all(q, {}))
+        return [TenantRecord(r["id"], r["name"], _dt(r["created_at"]) or datetime.min) for r in rows]
+
+    async def create_api_key(self, tenant_id: str, key: ApiKeyRecord, audit: AuditEvent) -> None:
+        ins = self._q("key.insert", lambda: _insert(api_keys))
+        params = {
+            "id": key.id,
+            "tenant_id": tenant_id,
+            "name": key.name,
+            "key_hash": key.key_hash,
+            "scopes": json.dumps(list(key.scopes)),
+            "created_at": key.created_at,
+            "revoked_at": None,
+        }
+
+        async def op(ex: Executor) -> None:
+            await ex.run(ins, params)
+            await self._add_audit(ex, audit)
+
+        await self.backend.write(op)
+
+    async def find_api_key(self, key_hash: str) -> ApiKeyRecord | None:
+        q = self._q(
+            "key.find",
+            lambda: sa.select(api_keys).where(*_where(api_keys, "key_hash"), api_keys.c.revoked_at.is_(None)),
+        )
+        row = await self.backend.read(lambda ex: ex.one(q, {"key_hash": key_hash}))
+        return _key(row) if row is not None else None
+
+    async def list_api_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
+        q = self._q(
+            "key.list",
+            lambda: sa.select(api_keys).where(*_where(api_keys, "tenant_id")).order_by(api_keys.c.id),
+        )
+        rows = await self.backend.read(lambda ex: ex.all(q, {"tenant_id": tenant_id}))
+        return [_key(r) for r in rows]
+
+    async def revoke_api_key(self, tenant_id: str, key_id: str, at: datetime, audit: AuditEvent) -> bool:
+        q = self._q(
+            "key.revoke",
+            lambda: (
+                api_keys.update()
+                .where(*_where(api_keys, "tenant_id", "id"), api_keys.c.revoked_at.is_(None))
+                .values(revoked_at=P("at"))
+            ),
+        )
+
+        async def op(ex: Executor) -> bool:
+            if await ex.run(q, {"tenant_id": tenant_id, "id": key_id, "at": at}) == 0:
+                return False
+            await self._add_audit(ex, audit)
+            return True
+
+        return await self.backend.write(op)
+
+    # --- connectors ------------------------------------------------------------------
+
+    async def insert_connector(
+        self, tenant_id: str, info: ConnectorInfo, secret: Ciphertext | None, audit: AuditEvent
+    ) -> None:
+        assert info.tenant_id == tenant_id
+        ins = self._q("connector.insert", lambda: _insert(connectors))
+        params = _connector_params(info)
+
+        async def op(ex: Executor) -> None:
+            try:
+                await ex.run(ins, params)
+            except UniqueViolationError:
+                raise DuplicateNameError(f"a connector named {info.name!r} exists in this tenant") from None
+            if secret is not None:
+                await self._put_secret(ex, tenant_id, info.id, secret, insert=True)
+            await self._add_audit(ex, audit)
+
+        await self.backend.write(op)
+
+    async def get_connector(self, tenant_id: str, connector_id: str) -> ConnectorInfo | None:
+        q = self._q(
+            "connector.get", lambda: sa.select(connectors).where(*_where(connectors, "tenant_id", "id"))
+        )
+        row = await self.backend.read(lambda ex: ex.one(q, {"tenant_id": tenant_id, "id": connector_id}))
+        return _connector(row) if row is not None else None
+
+    async def list_connectors(
+        self,
+        tenant_id: str,
+        *,
+        connector_type: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        offset: int = 0,
+        after: str | None = None,
+    ) -> list[ConnectorInfo]:
+        key = f"connector.list:{connector_type is not None}:{status is not None}:{after is not None}"
+
+        def build() -> sa.Select[Any]:
+            conds = _where(connectors, "tenant_id")
+            if connector_type is not None:
+                conds.append(connectors.c.connector_type == P("connector_type"))
+            if status is not None:
+                conds.append(connectors.c.status == P("status"))
+            if after is not None:
+                conds.append(connectors.c.id > P("after"))
+            return (
+                sa.select(connectors)
+                .where(*conds)
+                .order_by(connectors.c.id)
+                .limit(P("limit"))
+                .offset(P("offset"))
+            )
+
+        q = self._q(key, build)
+        params = {
+            "tenant_id": tenant_id,
+            "connector_type": connector_type,
+            "status": status,
+            "after": after,
+            "limit": limit,
+            "offset": offset,
+        }
+        rows = await self.backend.read(lambda ex: ex.all(q, params))
+        return [_connector(r) for r in rows]
+
+    async def update_connector(
+        self,
+        tenant_id: str,
+        connector_id: str,
+        changes: dict[str, Any],
+        *,
+        expected_version: int,
+        secret: Ciphertext | Keep | None = KEEP,
+        audit: AuditEvent,
+    ) -> ConnectorInfo | None:
+        async def op(ex: Executor) -> ConnectorInfo | None:
+            try:
+                info = await self._apply_changes(ex, tenant_id, connector_id, changes, expected_version)
+            except UniqueViolationError:
+                raise DuplicateNameError(
+                    f"a connector named {changes.get('name')!r} exists in this tenant"
+                ) from None
+            if info is None:
+                return None
+            if secret is None:
+                await self._delete_secret(ex, tenant_id, connector_id)
+            elif isinstance(secret, Ciphertext):
+                await self._put_secret(ex, tenant_id, connector_id, secret, insert=False)
+            await self._add_audit(ex, audit)
+            return info
+
+        return await self.backend.write(op)
+
+    async def _apply_changes(
+        self,
+        ex: Executor,
+        tenant_id: str,
+        connector_id: str,
+        changes: Mapping[str, Any],
+        expected_version: int | None,
+    ) -> ConnectorInfo | None:
+        """Conditional UPDATE ... RETURNING: atomic on both backends, no read-modify-write."""
+        cols = sorted(changes)
+        guarded = expected_version is not None
+
+        def build() -> sa.Update:
+            conds = _where(connectors, "tenant_id", "id")
+            if guarded:
+                conds.append(connectors.c.version == P("expected_version"))
+            values: dict[str, Any] = {c: P(f"new_{c}") for c in cols}
+            values["version"] = connectors.c.version + 1
+            return connectors.update().where(*conds).values(values).returning(*connectors.c)
+
+        q = self._q(f"connector.update:{','.join(cols)}:{guarded}", build)
+        params: dict[str, Any] = {"tenant_id": tenant_id, "id": connector_id}
+        if guarded:
+            params["expected_version"] = expected_version
+        for col in cols:
+            value = changes[col]
+            params[f"new_{col}"] = json.dumps(value) if col in _JSON_COLUMNS else value
+        row = await ex.one(q, params)
+        if row is not None:
+            return _connector(row)
+        get = self._q(
+            "connector.version",
+            lambda: sa.select(connectors.c.version).where(*_where(connectors, "tenant_id", "id")),
+        )
+        current = await ex.one(get, {"tenant_id": tenant_id, "id": connector_id})
+        if current is None:
+            return None
+        raise VersionConflictError(
+            f"the connector is at version {current['version']}, not {expected_version}",
+            current_version=current["version"],
+        )
+
+    async def delete_connector(
+        self, tenant_id: str, connector_id: str, audit: AuditEvent, expected_version: int | None = None
+    ) -> bool:
+        guarded = expected_version is not None
+
+        def build() -> sa.Delete:
+            conds = _where(connectors, "tenant_id", "id")
+            if guarded:
+                conds.append(connectors.c.version == P("expected_version"))
+            return connectors.delete().where(*conds)
+
+        q = self._q(f"connector.delete:{guarded}", build)
+        exists = self._q(
+            "connector.version",
+            lambda: sa.select(connectors.c.version).where(*_where(connectors, "tenant_id", "id")),
+        )
+        params: dict[str, Any] = {
+            "tenant_id": tenant_id,
+            "id": connector_id,
+            "expected_version": expected_version,
+        }
+
+        async def op(ex: Executor) -> bool:
+            # Children first: the foreign keys cascade, but deleting them by tenant keeps
+            # the statement scoped to the tenant even where cascades are off.
+            await self._delete_secret(ex, tenant_id, connector_id)
+            await ex.run(
+                self._q(
+                    "history.delete",
+                    lambda: test_results.delete().where(*_where(test_results, "tenant_id", "connector_id")),
+                ),
+                {"tenant_id": tenant_id, "connector_id": connector_id},
+            )
+            if await ex.run(q, params) == 0:
+                current = await ex.one(exists, params)
+                if current is None:
+                    return False
+                raise VersionConflictError(
+                    f"the connector is at version {current['version']}, not {expected_version}",
+                    current_version=current["version"],
+                )
+            await self._add_audit(ex, audit)
+            return True
+
+        return await self.backend.write(op)
+
+    async def get_secret(self, tenant_id: str, connector_id: str) -> Ciphertext | None:
+        q = self._q(
+            "secret.get",
+            lambda: sa.select(connector_secrets).where(
+                *_where(connector_secrets, "tenant_id", "connector_id")
+            ),
+        )
+        row = await self.backend.read(
+            lambda ex: ex.one(q, {"tenant_id": tenant_id, "connector_id": connector_id})
+        )
+        return Ciphertext(row["key_id"], bytes(row["ciphertext"])) if row is not None else None
+
+    async def _put_secret(
+        self, ex: Executor, tenant_id: str, connector_id: str, secret: Ciphertext, *, insert: bool
+    ) -> None:
+        if not insert:
+            await self._delete_secret(ex, tenant_id, connector_id)
+        ins = self._q("secret.insert", lambda: _insert(connector_secrets))
+        await ex.run(
+            ins,
+            {
+                "connector_id": connector_id,
+                "tenant_id": tenant_id,
+                "key_id": secret.key_id,
+                "ciphertext": secret.data,
+            },
+        )
+
+    async def _delete_secret(self, ex: Executor, tenant_id: str, connector_id: str) -> None:
+        q = self._q(
+            "secret.delete",
+            lambda: connector_secrets.delete().where(*_where(connector_secrets, "tenant_id", "connector_id")),
+        )
+        await ex.run(q, {"tenant_id": tenant_id, "connector_id": connector_id})
+
+    # --- tests and audit -------------------------------------------------------------
+
+    async def record_test(
+        self, tenant_id: str, result: TestResult, changes: dict[str, Any], audit: AuditEvent
+    ) -> ConnectorInfo | None:
+        ins = self._q("history.insert", lambda: _insert(test_results))
+        params = {
+            "id": audit.id,
+            "tenant_id": tenant_id,
+            "connector_id": result.connector_id,
+            "success": result.success,
+            "latency_ms": result.latency_ms,
+            "error": result.error,
+            "error_kind": result.error_kind,
+            "details": json.dumps(result.details),
+            "tested_at": result.tested_at,
+        }
+
+        async def op(ex: Executor) -> ConnectorInfo | None:
+            info = await self._apply_changes(ex, tenant_id, result.connector_id, changes, None)
+            if info is None:
+                return None  # deleted while the test ran: nothing to record
+            await ex.run(ins, params)
+            await self._add_audit(ex, audit)
+            return info
+
+        return await self.backend.write(op)
+
+    async def history(
+        self, tenant_id: str, connector_id: str, *, limit: int = 50, before: str | None = None
+    ) -> list[tuple[str, TestResult]]:
+        def build() -> sa.Select[Any]:
+            conds = _where(test_results, "tenant_id", "connector_id")
+            if before is not None:
+                conds.append(test_results.c.id < P("before"))
+            return sa.select(test_results).where(*conds).order_by(test_results.c.id.desc()).limit(P("limit"))
+
+        q = self._q(f"history.list:{before is not None}", build)
+        params = {"tenant_id": tenant_id, "connector_id": connector_id, "before": before, "limit": limit}
+        rows = await self.backend.read(lambda ex: ex.all(q, params))
+        return [
+            (
+                r["id"],
+                TestResult(
+                    success=bool(r["success"]),
+                    connector_id=r["connector_id"],
+                    latency_ms=r["latency_ms"],
+                    error=r["error"],
+                    details=json.loads(r["details"]),
+                    tested_at=_dt(r["tested_at"]),
+                ),
+            )
+            for r in rows
+        ]
+
+    async def _add_audit(self, ex: Executor, event: AuditEvent) -> None:
+        await ex.run(self._q("audit.insert", lambda: _insert(audit_events)), _audit_params(event))
+
+    async def append_audit(self, audit: AuditEvent) -> None:
+        await self.backend.write(lambda ex: self._add_audit(ex, audit))
+
+    async def list_audit(
+        self,
+        tenant_id: str,
+        *,
+        limit: int = 100,
+        before: str | None = None,
+        connector_id: str | None = None,
+    ) -> list[AuditEvent]:
+        def build() -> sa.Select[Any]:
+            conds = _where(audit_events, "tenant_id")
+            if before is not None:
+                conds.append(audit_events.c.id < P("before"))
+            if connector_id is not None:
+                conds.append(audit_events.c.connector_id == P("connector_id"))
+            return sa.select(audit_events).where(*conds).order_by(audit_events.c.id.desc()).limit(P("limit"))
+
+        q = self._q(f"audit.list:{before is not None}:{connector_id is not None}", build)
+        params = {"tenant_id": tenant_id, "before": before, "connector_id": connector_id, "limit": limit}
+        rows = await self.backend.read(lambda ex: ex.all(q, params))
+        return [_audit(r) for r in rows]
+
+    # --- rotation --------------------------------------------------------------------
+
+    async def list_secrets(self, tenant_id: str) -> list[tuple[str, Ciphertext]]:
+        q = self._q(
+            "secret.list",
+            lambda: sa.select(connector_secrets).where(*_where(connector_secrets, "tenant_id")),
+        )
+        rows = await self.backend.read(lambda ex: ex.all(q, {"tenant_id": tenant_id}))
+        return [(r["connector_id"], Ciphertext(r["key_id"], bytes(r["ciphertext"]))) for r in rows]
+
+    async def replace_secret(
+        self, tenant_id: str, connector_id: str, old: Ciphertext, new: Ciphertext
+    ) -> bool:
+        q = self._q(
+            "secret.swap",
+            lambda: (
+                connector_secrets.update()
+                .where(
+                    *_where(connector_secrets, "tenant_id", "connector_id", "key_id"),
+                    connector_secrets.c.ciphertext == P("old"),
+                )
+                .values(key_id=P("new_key_id"), ciphertext=P("new"))
+            ),
+        )
+        params = {
+            "tenant_id": tenant_id,
+            "connector_id": connector_id,
+            "key_id": old.key_id,
+            "old": old.data,
+            "new_key_id": new.key_id,
+            "new": new.data,
+        }
+        return await self.backend.write(lambda ex: ex.run(q, params)) == 1
+
+    async def secret_key_usage(self) -> dict[str, int]:
+        q = self._q(
+            "secret.usage",
+            lambda: sa.select(connector_secrets.c.key_id, sa.func.count().label("n")).group_by(
+                connector_secrets.c.key_id
+            ),
+        )
+        rows = await self.backend.read(lambda ex: ex.all(q, {}))
+        return {r["key_id"]: int(r["n"]) for r in rows}
+
+
+def open_store(settings: Settings) -> SqlStore:
+    """The store the settings name: PostgreSQL when a database URL is set, else SQLite."""
+    from connectord.store.backends import PostgresBackend, SqliteBackend
+
+    if settings.database_url is not None:
+        return SqlStore(PostgresBackend(settings.database_url.get_secret_value()))
+    return SqlStore(SqliteBackend(settings.sqlite_path))

@@ -1,0 +1,1 @@
+"""Connector types: one module per type; the registry is in ``base``."""
