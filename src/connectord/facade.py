@@ -11,7 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Mapping
 from datetime import datetime
 from typing import Any
 
@@ -413,17 +413,67 @@ class ConnectorsFacade:
             raise NotFoundError("no such connector")
         if info.status == ConnectorStatus.DEPRECATED:
             raise InvalidTransitionError("the connector is deprecated; tests are refused")
+        return await self._test_info(info, actor)
+
+    async def _test_info(self, info: ConnectorInfo, actor: str) -> TestResult:
         secrets = await self._open_secrets(info)
         result, capabilities = await self._run_probe(info.connector_type, info.endpoint, info.config, secrets)
         result.connector_id = info.id
         changes: dict[str, Any] = {"last_used_at": result.tested_at}
-        if info.status not in (ConnectorStatus.DISCONNECTED,):
+        if info.status != ConnectorStatus.DISCONNECTED:  # paused stays paused
             changes["status"] = ConnectorStatus.CONNECTED if result.success else ConnectorStatus.ERROR
         if capabilities is not None and capabilities != info.capabilities:
             changes["capabilities"] = capabilities
-        audit = self._audit(tenant_id, actor, "connector.test", info.id, _test_audit(result))
-        await store.record_test(tenant_id, result, changes, audit)
+        audit = self._audit(info.tenant_id, actor, "connector.test", info.id, _test_audit(result))
+        await self.store.record_test(info.tenant_id, result, changes, audit)
         return result
+
+    async def test_connectors(
+        self,
+        tenant_id: str,
+        connector_type: str | None = None,
+        status: str | None = None,
+        *,
+        concurrency: int = 16,
+        actor: str = "library",
+    ) -> AsyncIterator[TestResult]:
+        """Test every matching connector (deprecated ones excluded), at most
+        ``concurrency`` at once, yielding results as they finish. Each result is
+        recorded exactly as :meth:`test_connector` records it.
+        """
+        if not isinstance(concurrency, int) or not 1 <= concurrency <= MAX_LIMIT:
+            raise ValidationError(
+                "invalid concurrency", [_FieldError(("concurrency",), f"must be between 1 and {MAX_LIMIT}")]
+            )
+        gate = asyncio.Semaphore(concurrency)
+        pending: set[asyncio.Task[TestResult]] = set()
+
+        async def one(info: ConnectorInfo) -> TestResult:
+            async with gate:
+                return await self._test_info(info, actor)
+
+        try:
+            cursor: str | None = None
+            while True:
+                page = await self.list_connectors_page(tenant_id, connector_type, status, MAX_LIMIT, cursor)
+                for info in page.items:
+                    if info.status == ConnectorStatus.DEPRECATED:
+                        continue
+                    while len(pending) >= 2 * concurrency:  # bound what waits in memory
+                        done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                        for task in done:
+                            yield task.result()
+                    pending.add(asyncio.create_task(one(info)))
+                if page.next_cursor is None:
+                    break
+                cursor = page.next_cursor
+            while pending:
+                done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                for task in done:
+                    yield task.result()
+        finally:
+            for task in pending:
+                task.cancel()
 
     async def test_definition(
         self,
