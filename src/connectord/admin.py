@@ -74,6 +74,11 @@ class Admin:
         key = await self.create_key(tenant.id, name="initial", scopes=TENANT_SCOPES, actor=actor)
         return tenant, key
 
+    async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
+        """A tenant by id."""
+        store = await self.facade._store()
+        return await store.get_tenant(tenant_id)
+
     async def list_tenants(self) -> list[TenantRecord]:
         """Every tenant."""
         store = await self.facade._store()

@@ -9,20 +9,23 @@ the secrets key ring; nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
+import json
 import logging
 import time
-from collections.abc import AsyncIterator, Mapping
-from datetime import datetime
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectord.egress import EgressPolicy
-from connectord.errors import FieldError as _FieldError
 from connectord.errors import (
+    ConflictError,
     InvalidTransitionError,
     NotFoundError,
     ValidationError,
     VersionConflictError,
 )
+from connectord.errors import FieldError as _FieldError
 from connectord.model import (
     AuditEvent,
     ConnectorInfo,
@@ -44,7 +47,7 @@ from connectord.secrets import (
     split_secrets,
 )
 from connectord.settings import Settings
-from connectord.store.base import KEEP, Keep, Store
+from connectord.store.base import KEEP, IdempotencyRecord, Keep, Store
 from connectord.types.base import ConnectorConfig, ProbeContext, ProbeError, TypeRegistry
 from connectord.validation import check_config, check_metadata, check_name, split_endpoint
 
@@ -62,7 +65,14 @@ USER_TRANSITIONS: dict[str, frozenset[str]] = {
 #: Statuses a change of endpoint or config does not reset to ``registered``.
 STICKY_STATUSES = frozenset({S.DISCONNECTED, S.DEPRECATED, S.CONFIGURING})
 MAX_LIMIT = 1000
+IDEMPOTENCY_TTL = timedelta(hours=24)
 _UPDATE_RETRIES = 5
+
+
+def _check_offset(offset: int) -> int:
+    if not isinstance(offset, int) or offset < 0:
+        raise ValidationError("invalid offset", [_FieldError(("offset",), "must be 0 or more")])
+    return offset
 
 
 def _page_limit(limit: int) -> int:
@@ -99,6 +109,8 @@ class ConnectorsFacade:
         self.egress = EgressPolicy(self.settings.egress_allow)
         self._started = False
         self._start_lock = asyncio.Lock()
+        #: Called with (connector type, result) after every probe run (metrics hook).
+        self.test_observers: list[Callable[[str, TestResult], None]] = []
 
     @property
     def registry(self) -> TypeRegistry:
@@ -143,8 +155,7 @@ class ConnectorsFacade:
         offset: int = 0,
     ) -> list[ConnectorInfo]:
         """A tenant's connectors in creation order (the seed's offset paging)."""
-        if not isinstance(offset, int) or offset < 0:
-            raise ValidationError("invalid offset", [_FieldError(("offset",), "must be 0 or more")])
+        offset = _check_offset(offset)
         store = await self._store()
         return await store.list_connectors(
             tenant_id,
@@ -161,6 +172,7 @@ class ConnectorsFacade:
         status: str | None = None,
         limit: int = 100,
         cursor: str | None = None,
+        offset: int = 0,
     ) -> Page[ConnectorInfo]:
         """One keyset page: the cost is the same on page 1 and page 10,000.
 
@@ -174,6 +186,7 @@ class ConnectorsFacade:
             connector_type=connector_type,
             status=self._status_filter(status),
             limit=limit + 1,
+            offset=_check_offset(offset),
             after=_decode_cursor(cursor),
         )
         more = len(items) > limit
@@ -205,17 +218,63 @@ class ConnectorsFacade:
         metadata: Mapping[str, Any] | None = None,
         *,
         actor: str = "library",
+        idempotency_key: str | None = None,
     ) -> ConnectorInfo:
-        """Validate and store a new connector (status ``registered``); secrets are sealed."""
+        """Validate and store a new connector (status ``registered``); secrets are sealed.
+
+        With ``idempotency_key``, a retry of the same request within 24 hours returns
+        the first result instead of creating a duplicate; the same key with another
+        request is refused.
+        """
         store = await self._store()
+        record: IdempotencyRecord | None = None
+        if idempotency_key is not None:
+            request = json.dumps(
+                [name, connector_type, endpoint, config, metadata], sort_keys=True, default=str
+            )
+            record = IdempotencyRecord(
+                idempotency_key, self.keyring.fingerprint(request.encode()), "", utcnow()
+            )
+            first = await self._replay(store, tenant_id, record)
+            if first is not None:
+                return first
         info, secrets = self._build(tenant_id, name, connector_type, endpoint, config, metadata)
         sealed = self.keyring.seal_tree(secrets, tenant_id, info.id) if secrets else None
         audit = self._audit(
             tenant_id, actor, "connector.create", info.id, {"name": info.name, "type": info.connector_type}
         )
-        await store.insert_connector(tenant_id, info, sealed, audit)
+        if record is not None:
+            record = dataclasses.replace(record, response=json.dumps(info.to_dict()))
+        try:
+            await store.insert_connector(tenant_id, info, sealed, audit, record)
+        except ConflictError:
+            first = await self._replay(store, tenant_id, record) if record is not None else None
+            if first is None:
+                raise
+            return first
         logger.info("connector created", extra={"tenant_id": tenant_id, "connector_id": info.id})
         return info
+
+    @staticmethod
+    async def _replay(store: Store, tenant_id: str, record: IdempotencyRecord) -> ConnectorInfo | None:
+        """The first result recorded under this idempotency key, if any."""
+        if not 1 <= len(record.key) <= 200 or not record.key.isprintable():
+            raise ValidationError(
+                "invalid Idempotency-Key",
+                [_FieldError(("header", "Idempotency-Key"), "must be 1-200 printable characters")],
+            )
+        first = await store.get_idempotency(tenant_id, record.key)
+        if first is None:
+            return None
+        if utcnow() - first.created_at > IDEMPOTENCY_TTL:
+            await store.delete_idempotency(tenant_id, record.key)
+            return None
+        if first.request_hash != record.request_hash:
+            raise ValidationError(
+                "Idempotency-Key reused with a different request",
+                [_FieldError(("header", "Idempotency-Key"), "was already used with a different request")],
+            )
+        return ConnectorInfo.from_dict(json.loads(first.response))
 
     def _build(
         self,
@@ -497,6 +556,14 @@ class ConnectorsFacade:
         return result
 
     async def _run_probe(
+        self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
+    ) -> tuple[TestResult, list[str] | None]:
+        result, capabilities = await self._probe(type_name, endpoint, public, secrets)
+        for observe in self.test_observers:
+            observe(type_name, result)
+        return result, capabilities
+
+    async def _probe(
         self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
     ) -> tuple[TestResult, list[str] | None]:
         tested_at = utcnow()

@@ -71,6 +71,12 @@ def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 
 
+def _parse_dt(value: str | datetime | None) -> datetime | None:
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(value)
+
+
 @dataclass(slots=True)
 class ConnectorInfo:
     """A registered connector as callers see it: never a secret value.
@@ -112,6 +118,28 @@ class ConnectorInfo:
             "secret_fields": list(self.secret_fields),
             "version": self.version,
         }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ConnectorInfo:
+        """The inverse of :meth:`to_dict` (for the SDK and stored answers)."""
+        created = _parse_dt(data["created_at"])
+        assert created is not None
+        return cls(
+            id=data["id"],
+            name=data["name"],
+            connector_type=data["connector_type"],
+            status=data["status"],
+            capabilities=list(data.get("capabilities") or []),
+            endpoint=data.get("endpoint"),
+            tenant_id=data["tenant_id"],
+            created_at=created,
+            updated_at=_parse_dt(data.get("updated_at")),
+            last_used_at=_parse_dt(data.get("last_used_at")),
+            config=dict(data.get("config") or {}),
+            metadata=dict(data.get("metadata") or {}),
+            secret_fields=list(data.get("secret_fields") or []),
+            version=int(data.get("version", 1)),
+        )
 
 
 @dataclass(slots=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import hmac
 import json
 import os
 import secrets as _stdlib_secrets
@@ -113,6 +114,12 @@ class KeyRing:
         if self.path is not None:
             _write_key_file(self.path, keys)
         return KeyRing(keys, path=self.path)
+
+    def fingerprint(self, data: bytes) -> str:
+        """A keyed hash (HMAC-SHA256 under the primary key): compares requests that
+        carry secrets without storing anything a stolen database could brute-force."""
+        key = hashlib.sha256(b"connectord/fingerprint/" + self._raw[self.primary_id]).digest()
+        return hmac.new(key, data, hashlib.sha256).hexdigest()
 
     def encrypt(self, plaintext: bytes, associated: bytes) -> Ciphertext:
         """Seal under the primary key."""

@@ -38,6 +38,16 @@ class ApiKeyRecord:
     revoked_at: datetime | None = None
 
 
+@dataclass(frozen=True, slots=True)
+class IdempotencyRecord:
+    """The first answer to a create sent with an ``Idempotency-Key``."""
+
+    key: str
+    request_hash: str
+    response: str
+    created_at: datetime
+
+
 class Keep:
     """Marker: leave the stored secret as it is."""
 
@@ -92,9 +102,26 @@ class Store(abc.ABC):
     # connectors
     @abc.abstractmethod
     async def insert_connector(
-        self, tenant_id: str, info: ConnectorInfo, secret: Ciphertext | None, audit: AuditEvent
+        self,
+        tenant_id: str,
+        info: ConnectorInfo,
+        secret: Ciphertext | None,
+        audit: AuditEvent,
+        idempotency: IdempotencyRecord | None = None,
     ) -> None:
-        """Add a connector; :class:`DuplicateNameError` if the name is taken in the tenant."""
+        """Add a connector; :class:`DuplicateNameError` if the name is taken in the tenant.
+
+        With ``idempotency``, the record is stored in the same transaction;
+        :class:`ConflictError` if the key is already recorded (a concurrent retry).
+        """
+
+    @abc.abstractmethod
+    async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        """The recorded first answer for an idempotency key."""
+
+    @abc.abstractmethod
+    async def delete_idempotency(self, tenant_id: str, key: str) -> None:
+        """Forget an expired idempotency key."""
 
     @abc.abstractmethod
     async def get_connector(self, tenant_id: str, connector_id: str) -> ConnectorInfo | None:

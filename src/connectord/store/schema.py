@@ -96,3 +96,13 @@ audit_events = sa.Table(
     sa.Column("details", sa.Text, nullable=False),
     sa.Index("ix_audit_events_tenant", "tenant_id", "id"),
 )
+
+idempotency_keys = sa.Table(
+    "idempotency_keys",
+    metadata,
+    sa.Column("tenant_id", sa.String(36), primary_key=True),
+    sa.Column("key", sa.String(200), primary_key=True),
+    sa.Column("request_hash", sa.String(64), nullable=False),
+    sa.Column("response", sa.Text, nullable=False),
+    sa.Column("created_at", TS, nullable=False),
+)

@@ -9,17 +9,18 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectord.errors import DuplicateNameError, VersionConflictError
+from connectord.errors import ConflictError, DuplicateNameError, VersionConflictError
 from connectord.model import AuditEvent, ConnectorInfo, TestResult
 from connectord.secrets import Ciphertext
 from connectord.settings import Settings
 from connectord.store.backends import Backend, Executor, Query, Row, UniqueViolationError, compile_query
-from connectord.store.base import KEEP, ApiKeyRecord, Keep, Store, TenantRecord
+from connectord.store.base import KEEP, ApiKeyRecord, IdempotencyRecord, Keep, Store, TenantRecord
 from connectord.store.schema import (
     api_keys,
     audit_events,
     connector_secrets,
     connectors,
+    idempotency_keys,
     tenants,
     test_results,
 )
@@ -225,13 +226,20 @@ class SqlStore(Store):
     # --- connectors ------------------------------------------------------------------
 
     async def insert_connector(
-        self, tenant_id: str, info: ConnectorInfo, secret: Ciphertext | None, audit: AuditEvent
+        self,
+        tenant_id: str,
+        info: ConnectorInfo,
+        secret: Ciphertext | None,
+        audit: AuditEvent,
+        idempotency: IdempotencyRecord | None = None,
     ) -> None:
         assert info.tenant_id == tenant_id
         ins = self._q("connector.insert", lambda: _insert(connectors))
         params = _connector_params(info)
 
         async def op(ex: Executor) -> None:
+            if idempotency is not None:
+                await self._add_idempotency(ex, tenant_id, idempotency)
             try:
                 await ex.run(ins, params)
             except UniqueViolationError:
@@ -241,6 +249,39 @@ class SqlStore(Store):
             await self._add_audit(ex, audit)
 
         await self.backend.write(op)
+
+    async def _add_idempotency(self, ex: Executor, tenant_id: str, record: IdempotencyRecord) -> None:
+        ins = self._q("idempotency.insert", lambda: _insert(idempotency_keys))
+        params = {
+            "tenant_id": tenant_id,
+            "key": record.key,
+            "request_hash": record.request_hash,
+            "response": record.response,
+            "created_at": record.created_at,
+        }
+        try:
+            await ex.run(ins, params)
+        except UniqueViolationError:
+            raise ConflictError("a request with this Idempotency-Key was already processed") from None
+
+    async def get_idempotency(self, tenant_id: str, key: str) -> IdempotencyRecord | None:
+        q = self._q(
+            "idempotency.get",
+            lambda: sa.select(idempotency_keys).where(*_where(idempotency_keys, "tenant_id", "key")),
+        )
+        row = await self.backend.read(lambda ex: ex.one(q, {"tenant_id": tenant_id, "key": key}))
+        if row is None:
+            return None
+        return IdempotencyRecord(
+            row["key"], row["request_hash"], row["response"], _dt(row["created_at"]) or datetime.min
+        )
+
+    async def delete_idempotency(self, tenant_id: str, key: str) -> None:
+        q = self._q(
+            "idempotency.delete",
+            lambda: idempotency_keys.delete().where(*_where(idempotency_keys, "tenant_id", "key")),
+        )
+        await self.backend.write(lambda ex: ex.run(q, {"tenant_id": tenant_id, "key": key}))
 
     async def get_connector(self, tenant_id: str, connector_id: str) -> ConnectorInfo | None:
         q = self._q(

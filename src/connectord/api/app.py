@@ -1,0 +1,105 @@
+"""The FastAPI application: routes, the error table's handlers, middleware, lifespan.
+
+Routes never raise HTTP errors themselves: they let the core's exceptions
+through, and ``problems.PROBLEMS`` (one table) turns each into an RFC 9457
+problem document here.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from starlette.exceptions import HTTPException
+from starlette.responses import Response
+
+from connectord.admin import Admin
+from connectord.api.limits import TestLimiter
+from connectord.api.metrics import Metrics
+from connectord.api.middleware import RequestMiddleware
+from connectord.api.problems import HTTP_SLUGS, error_problem, problem
+from connectord.api.routes import connectors, meta, tenants
+from connectord.errors import ConnectordError
+from connectord.facade import ConnectorsFacade
+from connectord.settings import Settings
+
+logger = logging.getLogger("connectord.api")
+
+
+def _request_id(request: Request) -> str | None:
+    value = request.scope.get("state", {}).get("request_id")
+    return str(value) if value is not None else None
+
+
+async def _on_core_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, ConnectordError)
+    return error_problem(exc, _request_id(request))
+
+
+async def _on_invalid_request(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)
+    errors = [
+        {
+            "loc": [str(p) if not isinstance(p, int) else p for p in err.get("loc", ())],
+            "msg": str(err.get("msg")),
+        }
+        for err in exc.errors()
+    ]
+    malformed = any(err.get("type") == "json_invalid" for err in exc.errors())
+    detail = "the body is not valid JSON" if malformed else "the request does not validate; see errors"
+    return problem(422, "validation", "Invalid input", detail, request_id=_request_id(request), errors=errors)
+
+
+async def _on_http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, HTTPException)
+    slug, title = HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
+    detail = exc.detail if isinstance(exc.detail, str) else title
+    return problem(exc.status_code, slug, title, detail, request_id=_request_id(request), headers=exc.headers)
+
+
+async def _on_unexpected(request: Request, exc: Exception) -> Response:
+    # The class name only: a driver's message could carry a secret.
+    logger.error("unhandled %s (request %s)", type(exc).__name__, _request_id(request))
+    return problem(500, "internal", "Internal error", "Internal error", request_id=_request_id(request))
+
+
+def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None = None) -> FastAPI:
+    """The ASGI app, on the given settings (default: the environment)."""
+    settings = settings or Settings()
+    facade = facade or ConnectorsFacade(settings=settings)
+    metrics = Metrics()
+    facade.test_observers.append(metrics.observe_test)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        await facade.start()
+        try:
+            yield
+        finally:
+            await facade.aclose()
+
+    app = FastAPI(
+        title="connectord",
+        version="1",
+        summary="A multi-tenant connector registry that really tests each connector.",
+        lifespan=lifespan,
+        openapi_url="/openapi.json",
+        docs_url="/docs",
+        redoc_url=None,
+    )
+    app.state.facade = facade
+    app.state.admin = Admin(facade)
+    app.state.limiter = TestLimiter(settings.test_rate_per_minute, settings.test_concurrency)
+    app.state.metrics = metrics
+    app.include_router(connectors.router, prefix="/api/v1")
+    app.include_router(tenants.router, prefix="/api/v1")
+    app.include_router(meta.router)
+    app.add_exception_handler(ConnectordError, _on_core_error)
+    app.add_exception_handler(RequestValidationError, _on_invalid_request)
+    app.add_exception_handler(HTTPException, _on_http_error)
+    app.add_exception_handler(Exception, _on_unexpected)
+    app.add_middleware(RequestMiddleware, metrics=metrics, max_body_bytes=settings.max_body_bytes)
+    return app

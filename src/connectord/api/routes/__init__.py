@@ -1,0 +1,1 @@
+"""The REST routes: thin translations between HTTP and facade calls."""

@@ -1,0 +1,193 @@
+"""``/connectors``: list, register, get, update, delete, test, history."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Header, Query
+from starlette.responses import Response
+
+from connectord.api.deps import Facade, Limiter, Reader, Tester, Writer
+from connectord.api.docs import problems
+from connectord.api.responses import connector_response, json_response, page_response, parse_if_match
+from connectord.api.schemas import (
+    ConnectorCreate,
+    ConnectorOut,
+    ConnectorPage,
+    ConnectorUpdate,
+    TestResultOut,
+    TestResultPage,
+)
+from connectord.errors import NotFoundError
+from connectord.model import ConnectorStatus
+
+router = APIRouter(prefix="/connectors", tags=["connectors"])
+
+Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
+Cursor = Annotated[str | None, Query(max_length=200, description="The `next_cursor` of the previous page.")]
+IfMatch = Annotated[str | None, Header(max_length=200, description='The ETag read before, e.g. "3".')]
+_MISSING = "no connector with this id in your tenant"
+
+
+@router.get(
+    "",
+    operation_id="listConnectors",
+    response_model=ConnectorPage,
+    responses=problems(),
+    summary="List connectors",
+)
+async def list_connectors(
+    facade: Facade,
+    who: Reader,
+    connector_type: Annotated[str | None, Query(max_length=64)] = None,
+    status: ConnectorStatus | None = None,
+    limit: Limit = 100,
+    cursor: Cursor = None,
+    offset: Annotated[int, Query(ge=0, le=10_000_000, description="Seed-compatible offset paging.")] = 0,
+) -> Response:
+    """The tenant's connectors in creation order, keyset-paginated (follow `next_cursor`)."""
+    page = await facade.list_connectors_page(who.tenant_id, connector_type, status, limit, cursor, offset)
+    return page_response(page)
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="registerConnector",
+    response_model=ConnectorOut,
+    responses=problems(409, 413),
+    summary="Register a connector",
+)
+async def register_connector(
+    body: ConnectorCreate,
+    facade: Facade,
+    who: Writer,
+    idempotency_key: Annotated[
+        str | None, Header(max_length=200, description="Retries with the same key return the first result.")
+    ] = None,
+) -> Response:
+    """Validate and store a connector; secrets in `config` are encrypted and never returned."""
+    info = await facade.register_connector(
+        who.tenant_id,
+        body.name,
+        body.connector_type,
+        body.endpoint,
+        body.config,
+        body.metadata,
+        actor=who.actor,
+        idempotency_key=idempotency_key,
+    )
+    return connector_response(info, 201, {"Location": f"/api/v1/connectors/{info.id}"})
+
+
+@router.post(
+    "/test",
+    operation_id="testDefinition",
+    response_model=TestResultOut,
+    responses=problems(413, 429),
+    summary="Test an unsaved connector",
+)
+async def test_definition(body: ConnectorCreate, facade: Facade, who: Tester, limiter: Limiter) -> Response:
+    """Test a definition without storing it (same body as registering)."""
+    async with limiter.slot(who.tenant_id):
+        result = await facade.test_definition(
+            who.tenant_id,
+            body.name,
+            body.connector_type,
+            body.endpoint,
+            body.config,
+            body.metadata,
+            actor=who.actor,
+        )
+    return json_response(result.to_dict())
+
+
+@router.get(
+    "/{connector_id}",
+    operation_id="getConnector",
+    response_model=ConnectorOut,
+    responses=problems(404),
+    summary="Get a connector",
+)
+async def get_connector(connector_id: str, facade: Facade, who: Reader) -> Response:
+    """A connector and its `ETag`."""
+    info = await facade.get_connector(connector_id, who.tenant_id)
+    if info is None:
+        raise NotFoundError(_MISSING)
+    return connector_response(info)
+
+
+@router.put(
+    "/{connector_id}",
+    operation_id="updateConnector",
+    response_model=ConnectorOut,
+    responses=problems(404, 409, 412, 413),
+    summary="Update a connector",
+)
+async def update_connector(
+    connector_id: str, body: ConnectorUpdate, facade: Facade, who: Writer, if_match: IfMatch = None
+) -> Response:
+    """Change the fields given. `endpoint: null` or `""` clears the endpoint."""
+    given = body.model_fields_set
+    endpoint = body.endpoint if body.endpoint is not None else ("" if "endpoint" in given else None)
+    info = await facade.update_connector(
+        connector_id,
+        who.tenant_id,
+        name=body.name,
+        endpoint=endpoint,
+        config=body.config,
+        metadata=body.metadata,
+        status=body.status,
+        expected_version=parse_if_match(if_match),
+        actor=who.actor,
+    )
+    if info is None:
+        raise NotFoundError(_MISSING)
+    return connector_response(info)
+
+
+@router.delete(
+    "/{connector_id}",
+    status_code=204,
+    operation_id="deleteConnector",
+    responses=problems(404, 412),
+    summary="Delete a connector",
+)
+async def delete_connector(
+    connector_id: str, facade: Facade, who: Writer, if_match: IfMatch = None
+) -> Response:
+    """Delete a connector with its secrets and test history."""
+    deleted = await facade.delete_connector(
+        connector_id, who.tenant_id, expected_version=parse_if_match(if_match), actor=who.actor
+    )
+    if not deleted:
+        raise NotFoundError(_MISSING)
+    return Response(status_code=204)
+
+
+@router.post(
+    "/{connector_id}/test",
+    operation_id="testConnector",
+    response_model=TestResultOut,
+    responses=problems(404, 409, 429),
+    summary="Test a connector now",
+)
+async def test_connector(connector_id: str, facade: Facade, who: Tester, limiter: Limiter) -> Response:
+    """Really connect. A failed connection is `success: false` with `details.error_kind`."""
+    async with limiter.slot(who.tenant_id):
+        result = await facade.test_connector(connector_id, who.tenant_id, actor=who.actor)
+    return json_response(result.to_dict())
+
+
+@router.get(
+    "/{connector_id}/history",
+    operation_id="connectorHistory",
+    response_model=TestResultPage,
+    responses=problems(404),
+    summary="Past test results",
+)
+async def history(
+    connector_id: str, facade: Facade, who: Reader, limit: Limit = 50, cursor: Cursor = None
+) -> Response:
+    """Past test results of a connector, newest first."""
+    return page_response(await facade.history(connector_id, who.tenant_id, limit, cursor))

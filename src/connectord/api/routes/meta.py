@@ -1,0 +1,69 @@
+"""Connector types, audit, liveness and metrics."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+from starlette.responses import Response
+
+from connectord.api.deps import Facade, MetricsDep, Reader
+from connectord.api.docs import problems
+from connectord.api.metrics import CONTENT_TYPE_LATEST
+from connectord.api.responses import json_response, page_response
+from connectord.api.schemas import AuditPage, ConnectorTypeList, Health
+
+router = APIRouter()
+_HEALTH = b'{"status":"ok"}'
+
+
+@router.get(
+    "/api/v1/connector-types",
+    operation_id="listConnectorTypes",
+    response_model=ConnectorTypeList,
+    responses=problems(),
+    tags=["connectors"],
+    summary="Connector types",
+)
+async def connector_types(facade: Facade, who: Reader) -> Response:
+    """Every type with its default capabilities and config JSON Schema (secrets are `writeOnly`)."""
+    return json_response({"items": [t.describe() for t in facade.registry.types().values()]})
+
+
+@router.get(
+    "/api/v1/audit",
+    operation_id="listAuditEvents",
+    response_model=AuditPage,
+    responses=problems(),
+    tags=["audit"],
+    summary="Audit events",
+)
+async def audit(
+    facade: Facade,
+    who: Reader,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    cursor: Annotated[str | None, Query(max_length=200)] = None,
+    connector_id: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """The tenant's audit events, newest first."""
+    return page_response(await facade.audit(who.tenant_id, limit, cursor, connector_id))
+
+
+@router.get(
+    "/healthz", operation_id="healthz", response_model=Health, tags=["operations"], summary="Liveness"
+)
+async def healthz() -> Response:
+    """Liveness: the process answers."""
+    return Response(_HEALTH, media_type="application/json")
+
+
+@router.get(
+    "/metrics",
+    operation_id="metrics",
+    tags=["operations"],
+    summary="Prometheus metrics",
+    responses={200: {"content": {"text/plain": {"schema": {"type": "string"}}}, "description": "Metrics."}},
+)
+async def metrics(metrics: MetricsDep) -> Response:
+    """Request counts and latencies by route and status; test outcomes by type and error kind."""
+    return Response(metrics.render(), media_type=CONTENT_TYPE_LATEST)

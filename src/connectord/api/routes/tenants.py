@@ -1,0 +1,105 @@
+"""``/tenants``: tenant and key management (the ``admin`` scope)."""
+
+from __future__ import annotations
+
+from fastapi import APIRouter
+from starlette.responses import Response
+
+from connectord.api.deps import AdminDep, Operator
+from connectord.api.docs import problems
+from connectord.api.responses import json_response
+from connectord.api.schemas import KeyCreate, KeyCreated, KeyList, TenantCreate, TenantCreated, TenantList
+from connectord.errors import NotFoundError
+
+router = APIRouter(prefix="/tenants", tags=["tenants"])
+
+
+@router.post(
+    "",
+    status_code=201,
+    operation_id="createTenant",
+    response_model=TenantCreated,
+    responses=problems(409, 413),
+    summary="Create a tenant",
+)
+async def create_tenant(body: TenantCreate, admin: AdminDep, who: Operator) -> Response:
+    """A new tenant and its first API key; the key is shown only here."""
+    tenant, key = await admin.create_tenant(body.name, actor=who.actor)
+    return json_response(
+        {"tenant_id": tenant.id, "name": tenant.name, "key_id": key.key_id, "api_key": key.api_key}, 201
+    )
+
+
+@router.get(
+    "", operation_id="listTenants", response_model=TenantList, responses=problems(), summary="List tenants"
+)
+async def list_tenants(admin: AdminDep, who: Operator) -> Response:
+    """Every tenant."""
+    tenants = await admin.list_tenants()
+    return json_response(
+        {"items": [{"id": t.id, "name": t.name, "created_at": t.created_at.isoformat()} for t in tenants]}
+    )
+
+
+@router.post(
+    "/{tenant_id}/keys",
+    status_code=201,
+    operation_id="createKey",
+    response_model=KeyCreated,
+    responses=problems(404, 413),
+    summary="Create an API key",
+)
+async def create_key(tenant_id: str, body: KeyCreate, admin: AdminDep, who: Operator) -> Response:
+    """A new key for a tenant; the key is shown only here."""
+    key = await admin.create_key(tenant_id, name=body.name, scopes=tuple(body.scopes), actor=who.actor)
+    return json_response(
+        {
+            "key_id": key.key_id,
+            "tenant_id": key.tenant_id,
+            "api_key": key.api_key,
+            "scopes": list(key.scopes),
+        },
+        201,
+    )
+
+
+@router.get(
+    "/{tenant_id}/keys",
+    operation_id="listKeys",
+    response_model=KeyList,
+    responses=problems(404),
+    summary="List keys",
+)
+async def list_keys(tenant_id: str, admin: AdminDep, who: Operator) -> Response:
+    """A tenant's keys (never their values)."""
+    if await admin.get_tenant(tenant_id) is None:
+        raise NotFoundError("no such tenant")
+    keys = await admin.list_keys(tenant_id)
+    return json_response(
+        {
+            "items": [
+                {
+                    "id": k.id,
+                    "name": k.name,
+                    "scopes": list(k.scopes),
+                    "created_at": k.created_at.isoformat(),
+                    "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+                }
+                for k in keys
+            ]
+        }
+    )
+
+
+@router.delete(
+    "/{tenant_id}/keys/{key_id}",
+    status_code=204,
+    operation_id="revokeKey",
+    responses=problems(404),
+    summary="Revoke an API key",
+)
+async def revoke_key(tenant_id: str, key_id: str, admin: AdminDep, who: Operator) -> Response:
+    """Revoke a key; requests with it get 401 from now on."""
+    if not await admin.revoke_key(tenant_id, key_id, actor=who.actor):
+        raise NotFoundError("no such active key in this tenant")
+    return Response(status_code=204)

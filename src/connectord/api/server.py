@@ -1,0 +1,89 @@
+"""``connectord serve``: uvicorn over the app, configured from Settings."""
+
+from __future__ import annotations
+
+import asyncio
+import ipaddress
+import os
+
+import uvicorn
+
+from connectord.admin import Admin
+from connectord.facade import ConnectorsFacade
+from connectord.logs import configure_logging
+from connectord.settings import Settings
+
+DEMO_TENANT = "demo"
+
+
+def app_from_env() -> object:
+    """The app factory uvicorn's workers call (settings come from the environment)."""
+    from connectord.api.app import create_app
+
+    settings = Settings()
+    configure_logging(settings.log_format, settings.log_level)
+    return create_app(settings)
+
+
+def _export(settings: Settings) -> None:
+    """Hand the settings to worker processes through CONNECTORD_* variables."""
+    for name, value in settings.model_dump(mode="json").items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = ",".join(str(v) for v in value)
+        os.environ[f"CONNECTORD_{name.upper()}"] = str(value)
+    for name in ("database_url", "secret_key"):
+        secret = getattr(settings, name)
+        if secret is not None:
+            os.environ[f"CONNECTORD_{name.upper()}"] = secret.get_secret_value()
+
+
+async def ensure_demo_tenant(settings: Settings) -> str:
+    """Create the demo tenant if there is no tenant yet; the message to print."""
+    async with ConnectorsFacade(settings=settings) as facade:
+        admin = Admin(facade)
+        if await admin.list_tenants():
+            return (
+                "tenants exist; make a key with: connectord keys create --tenant NAME_OR_ID "
+                "(or a new tenant: connectord tenants create NAME)"
+            )
+        tenant, key = await admin.create_tenant(DEMO_TENANT, actor="serve --demo")
+        return (
+            f"created tenant {tenant.name!r} ({tenant.id}); its API key, shown once:\n\n"
+            f"    export CONNECTORD_API_KEY={key.api_key}\n"
+        )
+
+
+def _opens_loopback(allow: list[str]) -> bool:
+    loopback = (ipaddress.ip_network("127.0.0.0/8"), ipaddress.ip_network("::1/128"))
+    nets = [ipaddress.ip_network(c, strict=False) for c in allow]
+    return any(n.version == lo.version and n.overlaps(lo) for n in nets for lo in loopback)
+
+
+def serve(settings: Settings, *, demo: bool = False) -> None:
+    """Run the API until interrupted; prints where it listens and how to get a key."""
+    settings.check_safe()
+    configure_logging(settings.log_format, settings.log_level)
+    if demo:
+        print(asyncio.run(ensure_demo_tenant(settings)), flush=True)
+    store = "PostgreSQL" if settings.uses_postgres else f"SQLite at {settings.sqlite_path}"
+    print(f"connectord listening on http://{settings.host}:{settings.port} (API docs: /docs; store: {store})")
+    if _opens_loopback(settings.egress_allow):
+        print(
+            "note: CONNECTORD_EGRESS_ALLOW opens loopback: connector tests may reach this machine's services"
+        )
+    print(flush=True)
+    _export(settings)
+    uvicorn.run(
+        "connectord.api.server:app_from_env",
+        factory=True,
+        host=settings.host,
+        port=settings.port,
+        workers=settings.workers,
+        loop="uvloop",
+        http="httptools",
+        access_log=False,
+        log_config=None,
+        server_header=False,
+    )
