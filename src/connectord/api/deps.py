@@ -1,4 +1,8 @@
-"""Typed dependencies (``Annotated`` aliases) shared by the routes."""
+"""Typed dependencies (``Annotated`` aliases) shared by the routes.
+
+Every dependency is ``async def``: FastAPI runs a plain ``def`` dependency in a
+worker thread, which cost ~0.1 ms per dependency per request here.
+"""
 
 from __future__ import annotations
 
@@ -6,6 +10,7 @@ from collections.abc import Awaitable, Callable
 from typing import Annotated
 
 from fastapi import Depends, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from connectord.admin import Admin, Principal
 from connectord.api.limits import TestLimiter
@@ -14,43 +19,43 @@ from connectord.errors import PermissionDeniedError
 from connectord.facade import ConnectorsFacade
 
 
-def get_facade(request: Request) -> ConnectorsFacade:
+async def get_facade(request: Request) -> ConnectorsFacade:
     """The app's facade."""
     facade: ConnectorsFacade = request.app.state.facade
     return facade
 
 
-def get_admin(request: Request) -> Admin:
+async def get_admin(request: Request) -> Admin:
     """The app's tenant and key management."""
     admin: Admin = request.app.state.admin
     return admin
 
 
-def get_limiter(request: Request) -> TestLimiter:
+async def get_limiter(request: Request) -> TestLimiter:
     """The app's per-tenant test limiter."""
     limiter: TestLimiter = request.app.state.limiter
     return limiter
 
 
-def get_metrics(request: Request) -> Metrics:
+async def get_metrics(request: Request) -> Metrics:
     """The app's metrics."""
     metrics: Metrics = request.app.state.metrics
     return metrics
 
 
-def _bearer(request: Request) -> str | None:
-    header = request.headers.get("authorization")
-    if header is None:
-        return None
-    scheme, _, token = header.partition(" ")
-    return token.strip() if scheme.lower() == "bearer" else None
+# Parses `Authorization: Bearer` and declares the scheme in OpenAPI; a missing or
+# malformed header is None here and a 401 problem from Admin.authenticate.
+_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer cdk_...`.")
+Credentials = Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
 
 
-def require(scope: str) -> Callable[[Request], Awaitable[Principal]]:
+def require(scope: str) -> Callable[[Request, HTTPAuthorizationCredentials | None], Awaitable[Principal]]:
     """A dependency that authenticates the key and checks one scope."""
 
-    async def dependency(request: Request) -> Principal:
-        principal = await get_admin(request).authenticate(_bearer(request))
+    async def dependency(request: Request, credentials: Credentials) -> Principal:
+        token = credentials.credentials if credentials is not None else None
+        admin: Admin = request.app.state.admin
+        principal = await admin.authenticate(token)
         if scope not in principal.scopes:
             raise PermissionDeniedError(f"this API key lacks the {scope!r} scope")
         return principal

@@ -17,6 +17,7 @@ from connectord.api.metrics import Metrics
 from connectord.api.problems import problem
 
 access_log = logging.getLogger("connectord.access")
+logger = logging.getLogger("connectord.api")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
 
@@ -47,11 +48,13 @@ class RequestMiddleware:
         rid = request_id.decode()
         scope.setdefault("state", {})["request_id"] = rid
         status = 500
+        started = False
 
         async def send_with_id(message: Message) -> None:
-            nonlocal status
+            nonlocal status, started
             if message["type"] == "http.response.start":
                 status = message["status"]
+                started = True
                 message["headers"] = [*message.get("headers", []), (b"x-request-id", request_id)]
             await send(message)
 
@@ -67,6 +70,14 @@ class RequestMiddleware:
                 f"the body exceeds {self.max_body} bytes",
                 request_id=rid,
             )
+            await response(scope, receive, send_with_id)
+        except Exception as exc:
+            # Answered here rather than by Starlette's outermost handler, so the 500
+            # still carries X-Request-Id. The class name only: a message could hold a secret.
+            logger.error("unhandled %s", type(exc).__name__, extra={"request_id": rid})
+            if started:
+                raise
+            response = problem(500, "internal", "Internal error", "Internal error", request_id=rid)
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start

@@ -21,7 +21,7 @@ from connectord.api.schemas import (
 from connectord.errors import NotFoundError
 from connectord.model import ConnectorStatus
 
-router = APIRouter(prefix="/connectors", tags=["connectors"])
+router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 Cursor = Annotated[str | None, Query(max_length=200, description="The `next_cursor` of the previous page.")]
@@ -169,7 +169,7 @@ async def delete_connector(
     "/{connector_id}/test",
     operation_id="testConnector",
     response_model=TestResultOut,
-    responses=problems(404, 409, 429),
+    responses=problems(404, 409, 413, 429),
     summary="Test a connector now",
 )
 async def test_connector(connector_id: str, facade: Facade, who: Tester, limiter: Limiter) -> Response:

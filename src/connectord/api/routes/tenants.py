@@ -11,7 +11,7 @@ from connectord.api.responses import json_response
 from connectord.api.schemas import KeyCreate, KeyCreated, KeyList, TenantCreate, TenantCreated, TenantList
 from connectord.errors import NotFoundError
 
-router = APIRouter(prefix="/tenants", tags=["tenants"])
+router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"])
 
 
 @router.post(
