@@ -17,6 +17,8 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
 
+from pydantic_core import to_jsonable_python
+
 from connectord.egress import EgressPolicy
 from connectord.errors import (
     ConflictError,
@@ -49,7 +51,7 @@ from connectord.secrets import (
 from connectord.settings import Settings
 from connectord.store.base import KEEP, IdempotencyRecord, Keep, Store
 from connectord.types.base import ConnectorConfig, ProbeContext, ProbeError, TypeRegistry
-from connectord.validation import check_config, check_metadata, check_name, split_endpoint
+from connectord.validation import check_config, check_metadata, check_name, check_tenant_id, split_endpoint
 
 logger = logging.getLogger("connectord")
 
@@ -139,7 +141,10 @@ class ConnectorsFacade:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _store(self) -> Store:
+    async def _store(self, tenant_id: str | None = None) -> Store:
+        """The started store, after checking the tenant id every public method takes."""
+        if tenant_id is not None:
+            check_tenant_id(tenant_id)
         if not self._started:
             await self.start()
         return self.store
@@ -156,7 +161,7 @@ class ConnectorsFacade:
     ) -> list[ConnectorInfo]:
         """A tenant's connectors in creation order (the seed's offset paging)."""
         offset = _check_offset(offset)
-        store = await self._store()
+        store = await self._store(tenant_id)
         return await store.list_connectors(
             tenant_id,
             connector_type=connector_type,
@@ -180,7 +185,7 @@ class ConnectorsFacade:
         paging never cause a duplicate or a gap.
         """
         limit = _page_limit(limit)
-        store = await self._store()
+        store = await self._store(tenant_id)
         items = await store.list_connectors(
             tenant_id,
             connector_type=connector_type,
@@ -203,7 +208,7 @@ class ConnectorsFacade:
 
     async def get_connector(self, connector_id: str, tenant_id: str) -> ConnectorInfo | None:
         """A connector, or ``None`` if the tenant has none with this id."""
-        store = await self._store()
+        store = await self._store(tenant_id)
         return await store.get_connector(tenant_id, connector_id)
 
     # --- writes ----------------------------------------------------------------------
@@ -226,7 +231,7 @@ class ConnectorsFacade:
         the first result instead of creating a duplicate; the same key with another
         request is refused.
         """
-        store = await self._store()
+        store = await self._store(tenant_id)
         record: IdempotencyRecord | None = None
         if idempotency_key is not None:
             request = json.dumps(
@@ -339,7 +344,7 @@ class ConnectorsFacade:
         :class:`VersionConflictError` and changes nothing; without it, a concurrent
         change is retried on the fresh state.
         """
-        store = await self._store()
+        store = await self._store(tenant_id)
         for _ in range(_UPDATE_RETRIES):
             current = await store.get_connector(tenant_id, connector_id)
             if current is None:
@@ -450,7 +455,7 @@ class ConnectorsFacade:
         actor: str = "library",
     ) -> bool:
         """Delete a connector with its secrets and history; ``False`` if there is none."""
-        store = await self._store()
+        store = await self._store(tenant_id)
         audit = self._audit(tenant_id, actor, "connector.delete", connector_id, {})
         return await store.delete_connector(tenant_id, connector_id, audit, expected_version)
 
@@ -466,7 +471,7 @@ class ConnectorsFacade:
         connector raises :class:`NotFoundError`, a deprecated one
         :class:`InvalidTransitionError`.
         """
-        store = await self._store()
+        store = await self._store(tenant_id)
         info = await store.get_connector(tenant_id, connector_id)
         if info is None:
             raise NotFoundError("no such connector")
@@ -546,7 +551,7 @@ class ConnectorsFacade:
         actor: str = "library",
     ) -> TestResult:
         """Test an unsaved definition: validated like a registration, nothing stored but the audit event."""
-        store = await self._store()
+        store = await self._store(tenant_id)
         info, secrets = self._build(tenant_id, name, connector_type, endpoint, config, metadata)
         result, _ = await self._run_probe(info.connector_type, info.endpoint, info.config, secrets)
         result.connector_id = ""
@@ -612,7 +617,7 @@ class ConnectorsFacade:
         self, connector_id: str, tenant_id: str, limit: int = 50, cursor: str | None = None
     ) -> Page[TestResult]:
         """Past test results of a connector, newest first; :class:`NotFoundError` if none."""
-        store = await self._store()
+        store = await self._store(tenant_id)
         if await store.get_connector(tenant_id, connector_id) is None:
             raise NotFoundError("no such connector")
         limit = _page_limit(limit)
@@ -625,7 +630,7 @@ class ConnectorsFacade:
         self, tenant_id: str, limit: int = 100, cursor: str | None = None, connector_id: str | None = None
     ) -> Page[AuditEvent]:
         """The tenant's audit events, newest first."""
-        store = await self._store()
+        store = await self._store(tenant_id)
         limit = _page_limit(limit)
         events = await store.list_audit(
             tenant_id, limit=limit + 1, before=_decode_cursor(cursor), connector_id=connector_id
@@ -650,7 +655,10 @@ class ConnectorsFacade:
 
 
 def _split(config: ConnectorConfig) -> tuple[dict[str, Any], SecretTree]:
-    return split_secrets(config.model_dump(mode="python", exclude_unset=True, exclude_none=True))
+    # Dumped in Python mode to keep the SecretStr values, then made JSON-safe: a type may
+    # use URL, path or datetime fields, and the public part is stored and served as JSON.
+    public, secrets = split_secrets(config.model_dump(mode="python", exclude_unset=True, exclude_none=True))
+    return to_jsonable_python(public), secrets
 
 
 def _failure(

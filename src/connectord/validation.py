@@ -14,10 +14,22 @@ from connectord.errors import FieldError, ValidationError
 from connectord.secrets import SecretTree, overlay
 from connectord.types.base import ConnectorConfig, ConnectorType
 
+_TENANT_RE = re.compile(r"^[\w.:-]{1,64}$")
 NAME_RE = re.compile(r"^[\w][\w .:@/-]{0,199}$")
 MAX_ENDPOINT = 2048
 MAX_METADATA_BYTES = 16384
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+def check_tenant_id(tenant_id: object) -> str:
+    """A tenant id: 1-64 characters without spaces or control characters (library callers
+    may use their own ids, such as ``"acme"``; the server's are UUIDs)."""
+    if not isinstance(tenant_id, str) or not _TENANT_RE.match(tenant_id):
+        raise ValidationError(
+            "invalid tenant_id",
+            [FieldError(("tenant_id",), "must be 1-64 characters: letters, digits, _ . : -")],
+        )
+    return tenant_id
 
 
 def check_name(name: object, field: str = "name") -> str:

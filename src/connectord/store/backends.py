@@ -41,6 +41,10 @@ class UniqueViolationError(Exception):
     """A unique constraint refused a write (translated by the store)."""
 
 
+class ForeignKeyViolationError(Exception):
+    """A foreign key refused a write: the parent row is missing (translated by the store)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Query:
     """A compiled statement: its SQL text and the order of its parameters."""
@@ -123,6 +127,8 @@ class SqliteExecutor(Executor):
         except sqlite3.IntegrityError as exc:
             if "UNIQUE" in str(exc):
                 raise UniqueViolationError(str(exc)) from None
+            if "FOREIGN KEY" in str(exc):
+                raise ForeignKeyViolationError(str(exc)) from None
             raise
 
     async def one(self, q: Query, params: Mapping[str, Any]) -> Row | None:
@@ -265,6 +271,8 @@ class PgExecutor(Executor):
             row: Row | None = await self.conn.fetchrow(q.sql, *q.args(params))
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolationError(str(exc)) from None
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise ForeignKeyViolationError(str(exc)) from None
         return row
 
     async def all(self, q: Query, params: Mapping[str, Any]) -> Sequence[Row]:
@@ -278,6 +286,8 @@ class PgExecutor(Executor):
             status: str = await self.conn.execute(q.sql, *q.args(params))
         except asyncpg.UniqueViolationError as exc:
             raise UniqueViolationError(str(exc)) from None
+        except asyncpg.ForeignKeyViolationError as exc:
+            raise ForeignKeyViolationError(str(exc)) from None
         tail = status.rsplit(" ", 1)[-1]
         return int(tail) if tail.isdigit() else 0
 

@@ -25,13 +25,25 @@ def _upgrade(connection: sa.Connection) -> None:
 
 
 def upgrade_sqlite(path: Path) -> None:
-    """Bring a SQLite file to the newest schema."""
-    engine = sa.create_engine(f"sqlite:///{path}")
-    try:
-        with engine.begin() as conn:
-            _upgrade(conn)
-    finally:
-        engine.dispose()
+    """Bring a SQLite file to the newest schema and WAL mode, one starter at a time.
+
+    Stores starting together (worker processes, a CLI beside a server) would
+    otherwise race to create the tables, and switching to WAL fails while
+    another connection holds a lock; an exclusive lock on a file beside the
+    database makes them take turns (the later ones find the work done).
+    """
+    import fcntl
+
+    with open(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        engine = sa.create_engine(f"sqlite:///{path}")
+        try:
+            with engine.begin() as conn:
+                _upgrade(conn)
+            with engine.connect() as conn:
+                conn.exec_driver_sql("PRAGMA journal_mode=WAL")
+        finally:
+            engine.dispose()
 
 
 async def upgrade_postgres(url: str) -> None:

@@ -9,11 +9,19 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from connectord.errors import ConflictError, DuplicateNameError, VersionConflictError
+from connectord.errors import ConflictError, DuplicateNameError, NotFoundError, VersionConflictError
 from connectord.model import AuditEvent, ConnectorInfo, TestResult
 from connectord.secrets import Ciphertext
 from connectord.settings import Settings
-from connectord.store.backends import Backend, Executor, Query, Row, UniqueViolationError, compile_query
+from connectord.store.backends import (
+    Backend,
+    Executor,
+    ForeignKeyViolationError,
+    Query,
+    Row,
+    UniqueViolationError,
+    compile_query,
+)
 from connectord.store.base import KEEP, ApiKeyRecord, IdempotencyRecord, Keep, Store, TenantRecord
 from connectord.store.schema import (
     api_keys,
@@ -244,6 +252,8 @@ class SqlStore(Store):
                 await ex.run(ins, params)
             except UniqueViolationError:
                 raise DuplicateNameError(f"a connector named {info.name!r} exists in this tenant") from None
+            except ForeignKeyViolationError:
+                raise NotFoundError("no such tenant") from None
             if secret is not None:
                 await self._put_secret(ex, tenant_id, info.id, secret, insert=True)
             await self._add_audit(ex, audit)

@@ -35,9 +35,7 @@ def upgrade() -> None:
     op.create_table(
         "connectors",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column(
-            "tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False
-        ),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
         sa.Column("name", sa.String(200), nullable=False),
         sa.Column("connector_type", sa.String(64), nullable=False),
         sa.Column("status", sa.String(32), nullable=False),
@@ -61,7 +59,7 @@ def upgrade() -> None:
             sa.ForeignKey("connectors.id", ondelete="CASCADE"),
             primary_key=True,
         ),
-        sa.Column("tenant_id", sa.String(36), nullable=False),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
         sa.Column("key_id", sa.String(32), nullable=False),
         sa.Column("ciphertext", sa.LargeBinary, nullable=False),
     )
@@ -69,7 +67,7 @@ def upgrade() -> None:
     op.create_table(
         "test_results",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("tenant_id", sa.String(36), nullable=False),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
         sa.Column(
             "connector_id",
             sa.String(36),
@@ -87,7 +85,7 @@ def upgrade() -> None:
     op.create_table(
         "audit_events",
         sa.Column("id", sa.String(36), primary_key=True),
-        sa.Column("tenant_id", sa.String(36), nullable=False),
+        sa.Column("tenant_id", sa.String(64), nullable=False),
         sa.Column("actor", sa.String(200), nullable=False),
         sa.Column("action", sa.String(64), nullable=False),
         sa.Column("connector_id", sa.String(36), nullable=True),

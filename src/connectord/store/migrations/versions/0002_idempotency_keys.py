@@ -14,7 +14,7 @@ down_revision = "0001"
 def upgrade() -> None:
     op.create_table(
         "idempotency_keys",
-        sa.Column("tenant_id", sa.String(36), primary_key=True),
+        sa.Column("tenant_id", sa.String(64), primary_key=True),
         sa.Column("key", sa.String(200), primary_key=True),
         sa.Column("request_hash", sa.String(64), nullable=False),
         sa.Column("response", sa.Text, nullable=False),
