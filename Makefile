@@ -14,8 +14,11 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The local quickstart: embedded SQLite in ./.data, loopback opened for tests of local services.
 run: install
-	$(VENV)/bin/connectord --help
+	CONNECTORD_DATA_DIR=$${CONNECTORD_DATA_DIR:-$(CURDIR)/.data} \
+	CONNECTORD_EGRESS_ALLOW=$${CONNECTORD_EGRESS_ALLOW:-127.0.0.0/8,::1/128} \
+	$(VENV)/bin/connectord serve --demo
 
 test: install
 	bash scripts/ensure-services.sh
@@ -29,6 +32,11 @@ typecheck: install
 	$(VENV)/bin/mypy --strict src/connectord
 
 check: lint typecheck test
+
+bench: install
+	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
+	$(PY) bench/api.py
+	$(PY) bench/probes.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -20,7 +20,7 @@ api_keys = sa.Table(
     "api_keys",
     metadata,
     sa.Column("id", sa.String(36), primary_key=True),
-    sa.Column("tenant_id", sa.String(64), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
+    sa.Column("tenant_id", sa.String(36), sa.ForeignKey("tenants.id", ondelete="CASCADE"), nullable=False),
     sa.Column("name", sa.String(200), nullable=False),
     sa.Column("key_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("scopes", sa.Text, nullable=False),
