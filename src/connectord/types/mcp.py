@@ -1,18 +1,429 @@
-"""The ``mcp`` type: Model Context Protocol servers over streamable HTTP or SSE.
+"""The ``mcp`` type: Model Context Protocol servers over streamable HTTP or legacy SSE.
 
-Its probe comes with the probes issue.
+The probe uses the official SDK (``mcp`` 2.x, whose HTTP client is ``httpx2``):
+it opens a session, negotiates the protocol (``server/discover``, falling back
+to ``initialize``), and lists tools, resources and prompts where the server
+offers them. Every HTTP request goes through :class:`PinnedTransport`, which
+sends it to the address the egress policy checked while keeping the URL's
+name for the ``Host`` header, SNI and certificate verification.
+
+stdio servers are not supported: the service would have to spawn a command
+from a tenant's config, which is remote code execution (``docs/mcp-probe.md``).
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import contextlib
+import re
+import ssl
+import time
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from urllib.parse import urlsplit
 
-from connectord.model import Capability
-from connectord.types.base import ConnectorConfig, ConnectorType
+from pydantic import Field, SecretStr, field_validator, model_validator
+
+from connectord.egress import EgressPolicy, parse_ip_literal
+from connectord.model import Capability, ErrorKind
+from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+
+if TYPE_CHECKING:
+    import httpx2
+
+MAX_TOOL_NAMES = 50
+MAX_PAGES = 20
+_HEADER_NAME = re.compile(r"^[A-Za-z0-9!#$%&'*+.^_`|~-]{1,128}$")
+_SECRET_HEADER_NAMES = {"authorization", "proxy-authorization", "cookie", "x-api-key"}
+_SECRET_HEADER_WORDS = ("token", "secret", "key", "auth", "password", "session")
+# The transport owns these; a tenant setting them would break or redirect the exchange.
+_FORBIDDEN_HEADERS = {
+    "host",
+    "content-length",
+    "transfer-encoding",
+    "connection",
+    "upgrade",
+    "te",
+    "mcp-session-id",
+    "mcp-protocol-version",
+}
+STDIO_REFUSED = (
+    "stdio MCP servers are not supported by the service: it would have to run a command from "
+    "the connector's config (remote code execution). Expose the server over streamable HTTP or SSE."
+)
+
+
+def is_secret_header(name: str) -> bool:
+    """Whether a header carries a credential, by name (``docs/mcp-probe.md`` has the rule)."""
+    lowered = name.lower()
+    return lowered in _SECRET_HEADER_NAMES or any(word in lowered for word in _SECRET_HEADER_WORDS)
 
 
 class McpConfig(ConnectorConfig):
-    """Config of a ``mcp`` connector."""
+    """Config of an ``mcp`` connector. The endpoint is the server's URL (``https://host/mcp``)."""
+
+    transport: Literal["streamable_http", "sse"] = Field(
+        default="streamable_http",
+        description="streamable_http (current) or sse (legacy). stdio is not supported in the service.",
+    )
+    headers: dict[str, str] = Field(
+        default_factory=dict,
+        description="Extra HTTP headers. Credential-like names (Authorization, X-Api-Key, or containing "
+        "token, secret, key, auth, password, session) are moved to secret_headers.",
+    )
+    secret_headers: dict[str, SecretStr] = Field(
+        default_factory=dict, description="HTTP headers holding credentials (write-only)."
+    )
+    bearer_token: SecretStr | None = Field(
+        default=None, description="Sent as 'Authorization: Bearer <token>' (write-only)."
+    )
+    tls_verify: bool = Field(default=True, description="Verify the server certificate and name (https).")
+    ca_pem: str | None = Field(
+        default=None, max_length=65536, description="Extra CA certificates (PEM text, not a path) to trust."
+    )
+
+    @model_validator(mode="before")
+    @classmethod
+    def _refuse_stdio_and_hide_credentials(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if data.get("transport") == "stdio" or "command" in data or "args" in data:
+            raise ValueError(STDIO_REFUSED)
+        headers = data.get("headers")
+        if isinstance(headers, dict) and any(isinstance(k, str) and is_secret_header(k) for k in headers):
+            secret = dict(data.get("secret_headers") or {})
+            public = {}
+            for name, value in headers.items():
+                if isinstance(name, str) and is_secret_header(name):
+                    secret[name] = value
+                else:
+                    public[name] = value
+            data = {**data, "headers": public, "secret_headers": secret}
+        return data
+
+    @field_validator("headers", "secret_headers")
+    @classmethod
+    def _valid_headers(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if len(value) > 50:
+            raise ValueError("at most 50 headers")
+        for name, item in value.items():
+            if not _HEADER_NAME.match(name):
+                raise ValueError(f"{name!r} is not a valid header name")
+            if name.lower() in _FORBIDDEN_HEADERS:
+                raise ValueError(f"the {name} header is set by the client and cannot be configured")
+            text = item.get_secret_value() if isinstance(item, SecretStr) else item
+            if len(text) > 8192 or any(c in text for c in "\r\n\x00"):
+                raise ValueError(f"the value of {name} must be one line of at most 8192 characters")
+        return value
+
+    @field_validator("ca_pem")
+    @classmethod
+    def _pem_text(cls, value: str | None) -> str | None:
+        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
+            raise ValueError("must be PEM text (-----BEGIN CERTIFICATE-----), not a file path")
+        return value
+
+    @model_validator(mode="after")
+    def _one_authorization(self) -> McpConfig:
+        if self.bearer_token is not None and any(k.lower() == "authorization" for k in self.secret_headers):
+            raise ValueError("set bearer_token or an Authorization header, not both")
+        return self
+
+    def request_headers(self) -> dict[str, str]:
+        """Every header the probe sends, secrets revealed (only ever handed to the HTTP client)."""
+        headers = dict(self.headers)
+        headers.update({k: v.get_secret_value() for k, v in self.secret_headers.items()})
+        if self.bearer_token is not None:
+            headers["Authorization"] = f"Bearer {self.bearer_token.get_secret_value()}"
+        return headers
+
+    def secret_values(self) -> list[str]:
+        """The secret strings, so error texts can be scrubbed of them."""
+        values = [v.get_secret_value() for v in self.secret_headers.values()]
+        if self.bearer_token is not None:
+            values.append(self.bearer_token.get_secret_value())
+        return [v for v in values if v]
+
+
+@dataclass
+class Traffic:
+    """What the transport saw: the HTTP answers, to explain a failure the SDK flattens."""
+
+    statuses: list[int] = field(default_factory=list)
+    non_mcp_answer: bool = False
+
+    def record(self, status: int, content_type: str) -> None:
+        self.statuses.append(status)
+        ctype = content_type.split(";", 1)[0].strip().lower()
+        if ctype not in {"application/json", "text/event-stream", ""} and status != 202:
+            self.non_mcp_answer = True
+
+
+def _pinned_transport_class() -> Any:  # built on first use: httpx2 comes with the mcp extra
+    import httpx2
+
+    class PinnedTransport(httpx2.AsyncBaseTransport):
+        """Sends each request to the egress-checked address of its host.
+
+        The URL's host is replaced by the checked IP; the ``Host`` header (set
+        when the request was built) and the ``sni_hostname`` extension keep the
+        name, so virtual hosting, SNI and certificate verification still use it.
+        A host or port not seen before (a redirect) is resolved and checked again.
+        """
+
+        def __init__(
+            self, egress: EgressPolicy, pinned: dict[tuple[str, int], str], ssl_context: ssl.SSLContext
+        ) -> None:
+            self._egress = egress
+            self._pinned = dict(pinned)
+            self._inner = httpx2.AsyncHTTPTransport(verify=ssl_context, trust_env=False)
+            self.traffic = Traffic()
+
+        async def handle_async_request(self, request: httpx2.Request) -> httpx2.Response:
+            host = request.url.host
+            port = request.url.port or (443 if request.url.scheme == "https" else 80)
+            address = self._pinned.get((host, port))
+            if address is None:
+                address = (await self._egress.resolve(host, port))[0].address
+                self._pinned[(host, port)] = address
+            if parse_ip_literal(host) is None:
+                request.url = request.url.copy_with(host=address)
+                request.extensions = {**request.extensions, "sni_hostname": host}
+            response = await self._inner.handle_async_request(request)
+            self.traffic.record(response.status_code, response.headers.get("content-type", ""))
+            return response
+
+        async def aclose(self) -> None:
+            await self._inner.aclose()
+
+    return PinnedTransport
+
+
+def _ssl_context(config: McpConfig) -> ssl.SSLContext:
+    ctx = ssl.create_default_context(cadata=config.ca_pem) if config.ca_pem else ssl.create_default_context()
+    if not config.tls_verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def _parse_url(endpoint: str | None) -> tuple[str, str, int]:
+    if not endpoint:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint (the MCP server's http(s) URL) is required")
+    try:
+        parts = urlsplit(endpoint)
+        port = parts.port
+    except ValueError as exc:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint is not a valid URL") from exc
+    if parts.scheme not in {"http", "https"} or not parts.hostname:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint must be an http:// or https:// URL")
+    return endpoint, parts.hostname, port or (443 if parts.scheme == "https" else 80)
+
+
+def _ms(since: float) -> float:
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+# --- error mapping ----------------------------------------------------------------------
+
+
+def _leaves(exc: BaseException) -> list[BaseException]:
+    if isinstance(exc, BaseExceptionGroup):
+        return [leaf for inner in exc.exceptions for leaf in _leaves(inner)]
+    return [exc]
+
+
+def _chain(exc: BaseException) -> list[BaseException]:
+    found = [exc]
+    while len(found) < 8:
+        nxt = found[-1].__cause__ or found[-1].__context__
+        if nxt is None or nxt in found:
+            break
+        found.append(nxt)
+    return found
+
+
+def _status_error(status: int) -> ProbeError:
+    if status in {401, 403, 407}:
+        return ProbeError(ErrorKind.AUTH, f"the server refused the credentials (HTTP {status})")
+    if status in {500, 502, 503, 504}:
+        return ProbeError(ErrorKind.UNAVAILABLE, f"the server answered HTTP {status}")
+    return ProbeError(ErrorKind.PROTOCOL, f"no MCP server answered at this URL (HTTP {status})")
+
+
+def _socket_error(exc: BaseException) -> ProbeError | None:
+    for link in _chain(exc):
+        if isinstance(link, ssl.SSLCertVerificationError):
+            return ProbeError(ErrorKind.TLS, f"TLS certificate verification failed: {link.verify_message}")
+        if isinstance(link, ssl.SSLError):
+            return ProbeError(
+                ErrorKind.TLS, f"TLS handshake failed: {getattr(link, 'reason', None) or 'error'}"
+            )
+        if isinstance(link, ConnectionRefusedError):
+            return ProbeError(ErrorKind.REFUSED, "connection refused: nothing listens there")
+    return None
+
+
+def map_mcp_error(exc: BaseException, traffic: Traffic | None = None) -> ProbeError:
+    """An SDK, httpx2, anyio or socket failure (or a group of them) as one :class:`ProbeError`.
+
+    ``traffic`` is what the transport saw: the SDK turns an HTTP 401 into a
+    generic JSON-RPC error, so the status code is read from there.
+    """
+    import anyio
+    import httpx2
+    import pydantic
+    from mcp.client.streamable_http import StreamableHTTPError
+    from mcp.shared.exceptions import MCPError
+
+    leaves = [e for e in _leaves(exc) if not isinstance(e, asyncio.CancelledError)] or _leaves(exc)
+    for leaf in leaves:
+        if isinstance(leaf, ProbeError):
+            return leaf
+    failed = [s for s in (traffic.statuses if traffic else []) if s >= 400]
+    if any(s in {401, 403, 407} for s in failed):
+        return _status_error(next(s for s in failed if s in {401, 403, 407}))
+    leaf = leaves[0]
+    if isinstance(leaf, httpx2.HTTPStatusError):
+        return _status_error(leaf.response.status_code)
+    if isinstance(leaf, MCPError | httpx2.SSEError | pydantic.ValidationError) and failed:
+        return _status_error(failed[-1])
+    if traffic is not None and traffic.non_mcp_answer:
+        return ProbeError(ErrorKind.PROTOCOL, "the server did not answer as an MCP server")
+    found = _socket_error(leaf)
+    if found is not None:
+        return found
+    for cls, kind, text in (
+        (httpx2.TimeoutException, ErrorKind.TIMEOUT, "the server did not answer in time"),
+        (TimeoutError, ErrorKind.TIMEOUT, "the server did not answer in time"),
+        (httpx2.UnsupportedProtocol, ErrorKind.INVALID_CONFIG, "the URL's scheme is not http or https"),
+        (httpx2.InvalidURL, ErrorKind.INVALID_CONFIG, "the endpoint is not a valid URL"),
+        (httpx2.ProtocolError, ErrorKind.PROTOCOL, "the server broke the HTTP protocol"),
+        (httpx2.DecodingError, ErrorKind.PROTOCOL, "the server's answer could not be decoded"),
+        (httpx2.TooManyRedirects, ErrorKind.PROTOCOL, "too many redirects"),
+        (httpx2.ProxyError, ErrorKind.UNAVAILABLE, "the proxy failed"),
+        (httpx2.TransportError, ErrorKind.UNAVAILABLE, "the connection failed"),
+        (httpx2.SSEError, ErrorKind.PROTOCOL, "the server's event stream is not MCP"),
+        (httpx2.StreamError, ErrorKind.PROTOCOL, "the server's answer stream broke"),
+        (httpx2.CookieConflict, ErrorKind.PROTOCOL, "the server sent conflicting cookies"),
+        (httpx2.HTTPError, ErrorKind.PROTOCOL, "HTTP error"),
+        (anyio.BrokenResourceError, ErrorKind.UNAVAILABLE, "the connection closed"),
+        (anyio.ClosedResourceError, ErrorKind.UNAVAILABLE, "the connection closed"),
+        (anyio.EndOfStream, ErrorKind.UNAVAILABLE, "the connection closed"),
+        (anyio.IncompleteRead, ErrorKind.PROTOCOL, "the server's answer was cut short"),
+        (anyio.DelimiterNotFound, ErrorKind.PROTOCOL, "the server's answer is not framed as expected"),
+        (StreamableHTTPError, ErrorKind.PROTOCOL, "the streamable HTTP exchange failed"),
+        (anyio.BusyResourceError, ErrorKind.INTERNAL, "the MCP client was used concurrently"),
+        (anyio.WouldBlock, ErrorKind.INTERNAL, "the MCP client stream would block"),
+        (pydantic.ValidationError, ErrorKind.PROTOCOL, "the server's answer is not valid MCP"),
+        (ConnectionError, ErrorKind.UNAVAILABLE, "the server closed the connection"),
+        (OSError, ErrorKind.UNAVAILABLE, "the connection failed"),
+    ):
+        if isinstance(leaf, cls):
+            return ProbeError(kind, text)
+    if isinstance(leaf, MCPError):
+        return _mcp_error(leaf)
+    if isinstance(leaf, RuntimeError) and "protocol version" in str(leaf).lower():
+        return ProbeError(ErrorKind.UNSUPPORTED, "no MCP protocol version in common with the server")
+    return ProbeError(ErrorKind.INTERNAL, f"the MCP probe failed ({type(leaf).__name__})")
+
+
+def _mcp_error(exc: Any) -> ProbeError:
+    from mcp_types import (
+        CONNECTION_CLOSED,
+        INVALID_REQUEST,
+        METHOD_NOT_FOUND,
+        PARSE_ERROR,
+        REQUEST_TIMEOUT,
+        UNSUPPORTED_PROTOCOL_VERSION,
+    )
+
+    code = exc.code
+    text = " ".join(str(exc.message).split())[:300]
+    if code == REQUEST_TIMEOUT:
+        return ProbeError(ErrorKind.TIMEOUT, "the server did not answer in time")
+    if code == CONNECTION_CLOSED:
+        return ProbeError(ErrorKind.UNAVAILABLE, f"the connection closed: {text}")
+    if code == UNSUPPORTED_PROTOCOL_VERSION:
+        return ProbeError(ErrorKind.UNSUPPORTED, f"no MCP protocol version in common with the server: {text}")
+    if code in {METHOD_NOT_FOUND, PARSE_ERROR, INVALID_REQUEST}:
+        return ProbeError(ErrorKind.PROTOCOL, f"the server did not answer as an MCP server: {text}")
+    return ProbeError(ErrorKind.PROTOCOL, f"the MCP server returned an error ({code}): {text}")
+
+
+def _scrub(error: ProbeError, secrets: list[str]) -> ProbeError:
+    message = error.message
+    for secret in secrets:
+        message = message.replace(secret, "[secret]")
+    return error if message == error.message else ProbeError(error.kind, message, error.details)
+
+
+# --- the probe --------------------------------------------------------------------------
+
+
+async def _list_all(fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> tuple[list[Any], bool]:
+    """Every item of a paginated listing (at most ``MAX_PAGES`` pages) and whether it is complete."""
+    items: list[Any] = []
+    cursor: str | None = None
+    for _ in range(MAX_PAGES):
+        page = await fetch(cursor)
+        items.extend(getattr(page, attr))
+        cursor = page.next_cursor
+        if not cursor:
+            return items, True
+    return items, False
+
+
+def mcp_capabilities(tools: list[Any], resource_count: int, prompt_count: int) -> list[str]:
+    """Capabilities from what the server offers (the rule of ``docs/mcp-probe.md``)."""
+    read_only = [t for t in tools if t.annotations is not None and t.annotations.read_only_hint is True]
+    found: list[str] = []
+    if resource_count or prompt_count or read_only:
+        found.append(str(Capability.READ))
+    if len(read_only) < len(tools):
+        found.append(str(Capability.WRITE))
+    if tools:
+        found.append(str(Capability.QUERY))
+    return found
+
+
+async def _session(client: Any, phases: dict[str, float]) -> tuple[dict[str, Any], list[Any]]:
+    """What the probe learns from an open session, and the tools (for the capabilities)."""
+    caps = client.server_capabilities
+    info = client.server_info
+    start = time.perf_counter()
+    tools, tools_complete = (
+        await _list_all(lambda c: client.list_tools(cursor=c, cache_mode="bypass"), "tools")
+        if caps.tools is not None
+        else ([], True)
+    )
+    resources, _ = (
+        await _list_all(lambda c: client.list_resources(cursor=c, cache_mode="bypass"), "resources")
+        if caps.resources is not None
+        else ([], True)
+    )
+    prompts, _ = (
+        await _list_all(lambda c: client.list_prompts(cursor=c, cache_mode="bypass"), "prompts")
+        if caps.prompts is not None
+        else ([], True)
+    )
+    phases["list_ms"] = _ms(start)
+    offered = [
+        name for name in ("tools", "resources", "prompts", "completions", "logging") if getattr(caps, name)
+    ]
+    details = {
+        "server_name": (info.name or None) if info is not None else None,
+        "server_version": (info.version or None) if info is not None else None,
+        "protocol_version": client.protocol_version,
+        "server_capabilities": offered,
+        "tool_count": len(tools),
+        "tool_count_complete": tools_complete,
+        "tool_names": [t.name for t in tools[:MAX_TOOL_NAMES]],
+        "resource_count": len(resources),
+        "prompt_count": len(prompts),
+    }
+    return details, tools
 
 
 class McpType(ConnectorType):
@@ -26,3 +437,77 @@ class McpType(ConnectorType):
         Capability.WRITE,
         Capability.QUERY,
     )
+
+    async def probe(self, ctx: ProbeContext) -> ProbeOutcome:
+        """Open a session, negotiate the protocol, list what the server offers."""
+        config = ctx.config
+        assert isinstance(config, McpConfig)
+        url, host, port = _parse_url(ctx.endpoint)
+        deadline = asyncio.get_running_loop().time() + ctx.timeout
+        phases: dict[str, float] = {}
+        start = time.perf_counter()
+        try:
+            async with asyncio.timeout_at(deadline):
+                destinations = await ctx.egress.resolve(host, port)
+        except TimeoutError as exc:
+            raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s (resolving)") from exc
+        phases["resolve_ms"] = _ms(start)
+        transport = _pinned_transport_class()(
+            ctx.egress, {(host, port): destinations[0].address}, _ssl_context(config)
+        )
+        try:
+            async with asyncio.timeout_at(deadline):
+                details, tools = await _run(ctx, config, url, transport, phases)
+        except TimeoutError as exc:
+            error = ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s")
+            raise _scrub(error, config.secret_values()) from exc
+        except Exception as exc:
+            raise _scrub(map_mcp_error(exc, transport.traffic), config.secret_values()) from exc
+        finally:
+            await transport.aclose()
+        details.update(transport=config.transport, address=destinations[0].address, port=port, phases=phases)
+        capabilities = mcp_capabilities(tools, details["resource_count"], details["prompt_count"])
+        return ProbeOutcome(details=details, capabilities=capabilities)
+
+
+async def _run(
+    ctx: ProbeContext, config: McpConfig, url: str, transport: Any, phases: dict[str, float]
+) -> tuple[dict[str, Any], list[Any]]:
+    import httpx2
+    from mcp import Client
+    from mcp.client.sse import sse_client
+    from mcp.client.streamable_http import streamable_http_client
+    from mcp_types import Implementation
+
+    def http_client(
+        headers: dict[str, str] | None = None,
+        timeout: httpx2.Timeout | None = None,
+        auth: httpx2.Auth | None = None,
+    ) -> httpx2.AsyncClient:
+        # The SDK's SSE transport calls this with its own defaults; ours (and the bound) win.
+        return httpx2.AsyncClient(
+            transport=transport,
+            headers=config.request_headers(),
+            timeout=httpx2.Timeout(ctx.timeout),
+            trust_env=False,
+            follow_redirects=False,
+        )
+
+    start = time.perf_counter()
+    async with contextlib.AsyncExitStack() as stack:
+        if config.transport == "sse":
+            connection: Any = sse_client(
+                url, timeout=ctx.timeout, sse_read_timeout=ctx.timeout, httpx_client_factory=http_client
+            )
+        else:
+            client = await stack.enter_async_context(http_client())
+            connection = streamable_http_client(url, http_client=client)
+        session = Client(
+            connection,
+            mode="auto",
+            cache=None,
+            client_info=Implementation(name="connectord-probe", version="1"),
+        )
+        await stack.enter_async_context(session)
+        phases["connect_ms"] = _ms(start)
+        return await _session(session, phases)

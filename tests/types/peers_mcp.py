@@ -1,0 +1,163 @@
+"""MCP servers for the mcp probe tests, built with the SDK's ``MCPServer``.
+
+Run as a script, this module serves one variant (the tests start it as a
+subprocess on a free loopback port and stop it by its PID):
+
+- ``streamable-http PORT``: three tools (one annotated read-only) and a resource;
+- ``sse PORT``: the same over the legacy SSE transport;
+- ``auth PORT``: read-only tools only, behind a middleware that requires
+  ``Authorization: Bearer $MCP_TEST_TOKEN``, served by uvicorn over HTTPS
+  with the certificate and key in ``$MCP_TEST_CERT`` and ``$MCP_TEST_KEY``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, MutableMapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+Scope = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[MutableMapping[str, Any]]]
+Send = Callable[[MutableMapping[str, Any]], Awaitable[None]]
+
+
+def _full_server() -> Any:
+    from mcp.server.mcpserver import MCPServer
+    from mcp_types import ToolAnnotations
+
+    server = MCPServer("connectord-test-server")
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @server.tool()
+    def remember(text: str) -> str:
+        """Pretend to store a note (a tool with side effects)."""
+        return text
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def clock() -> str:
+        """The server's time."""
+        return time.strftime("%H:%M:%S")
+
+    @server.resource("test://greeting")
+    def greeting() -> str:
+        return "hello"
+
+    return server
+
+
+def _read_only_server() -> Any:
+    from mcp.server.mcpserver import MCPServer
+    from mcp_types import ToolAnnotations
+
+    server = MCPServer("connectord-auth-server")
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def lookup(key: str) -> str:
+        """Read a value."""
+        return key.upper()
+
+    @server.tool(annotations=ToolAnnotations(readOnlyHint=True))
+    def count() -> int:
+        """Count something."""
+        return 3
+
+    return server
+
+
+class RequireBearer:
+    """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], token: str) -> None:
+        self.app = app
+        self.expected = f"Bearer {token}".encode()
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and dict(scope["headers"]).get(b"authorization") != self.expected:
+            await send({"type": "http.response.start", "status": 401,
+                        "headers": [(b"content-type", b"application/json"),
+                                    (b"www-authenticate", b"Bearer")]})  # fmt: skip
+            await send({"type": "http.response.body", "body": b'{"error": "unauthorized"}'})
+            return
+        await self.app(scope, receive, send)
+
+
+def serve(variant: str, port: int) -> None:
+    """Serve one variant until killed."""
+    if variant == "auth":
+        import uvicorn
+
+        app = RequireBearer(_read_only_server().streamable_http_app(), os.environ["MCP_TEST_TOKEN"])
+        uvicorn.run(
+            app,
+            host="127.0.0.1",
+            port=port,
+            log_level="warning",
+            ssl_certfile=os.environ["MCP_TEST_CERT"],
+            ssl_keyfile=os.environ["MCP_TEST_KEY"],
+        )
+    else:
+        _full_server().run(variant, host="127.0.0.1", port=port)  # type: ignore[call-overload]
+
+
+@dataclass
+class McpPeer:
+    """A running server subprocess."""
+
+    url: str
+    port: int
+    proc: subprocess.Popen[bytes]
+
+    def stop(self) -> None:
+        """End the subprocess by its PID."""
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(self.proc.pid, signal.SIGTERM)
+        try:
+            self.proc.wait(10)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            self.proc.wait(5)
+
+
+def start(variant: str, port: int, path: str, env: dict[str, str] | None = None) -> McpPeer:
+    """Start ``variant`` on ``port`` and wait until it listens."""
+    proc = subprocess.Popen(
+        [sys.executable, str(Path(__file__)), variant, str(port)],
+        env={**os.environ, **(env or {})},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    peer = McpPeer(f"http://127.0.0.1:{port}{path}", port, proc)
+    try:
+        wait_listening(port, proc)
+    except RuntimeError:
+        peer.stop()
+        raise
+    return peer
+
+
+def wait_listening(port: int, proc: subprocess.Popen[bytes], seconds: float = 30) -> None:
+    """Return once something accepts connections on ``port``; fail if ``proc`` exits first."""
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        if proc.poll() is not None:
+            raise RuntimeError(f"test server exited with {proc.returncode}")
+        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
+            return
+        time.sleep(0.1)
+    raise RuntimeError(f"test server did not listen on {port} within {seconds} s")
+
+
+if __name__ == "__main__":
+    serve(sys.argv[1], int(sys.argv[2]))
