@@ -1,0 +1,149 @@
+"""Pieces the ``sql`` type's dialect modules share: enums, TLS, the time budget, network errors.
+
+Private to ``connectord.types.sql`` and its ``_sql_*`` modules; it imports none of them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import enum
+import ssl
+import time
+from collections.abc import Awaitable
+from typing import TypeVar
+
+from connectord.model import Capability, ErrorKind
+from connectord.types.base import ProbeError
+
+T = TypeVar("T")
+
+
+class Dialect(enum.StrEnum):
+    """The database family a ``sql`` connector speaks."""
+
+    POSTGRESQL = "postgresql"
+    MYSQL = "mysql"
+    SQLITE = "sqlite"
+
+
+class SslMode(enum.StrEnum):
+    """libpq's TLS modes (``verify-ca`` is folded into ``verify-full``: the name is always checked)."""
+
+    DISABLE = "disable"
+    PREFER = "prefer"
+    REQUIRE = "require"
+    VERIFY_FULL = "verify-full"
+
+
+DEFAULT_PORTS = {Dialect.POSTGRESQL: 5432, Dialect.MYSQL: 3306}
+MAX_PROBE_ROWS = 100
+DEFAULT_CAPABILITIES = (Capability.READ, Capability.WRITE, Capability.QUERY, Capability.TRANSACTION)
+# Garbage from a server that does not speak the protocol surfaces as parsing errors.
+PARSE_ERRORS = (ValueError, IndexError, KeyError, EOFError, RuntimeError, UnicodeDecodeError)
+
+
+class _NamedTLSContext(ssl.SSLContext):
+    """A client context that verifies ``server_name`` whatever address the driver dialled.
+
+    Drivers pass the host they connected to as ``server_hostname``; we hand them
+    the checked IP address, so the name to verify (and send as SNI) is pinned here.
+    """
+
+    server_name: str
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
+
+
+def tls_context(mode: SslMode, server_name: str, ca_pem: str | None) -> ssl.SSLContext | None:
+    """The TLS context for a mode (``None`` for disable). Never reads files: no client certs."""
+    if mode is SslMode.DISABLE:
+        return None
+    ctx = _NamedTLSContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.server_name = server_name
+    ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    if mode is SslMode.VERIFY_FULL:
+        if ca_pem:
+            ctx.load_verify_locations(cadata=ca_pem)
+        else:
+            ctx.load_default_certs()
+    else:  # libpq's prefer and require encrypt without verifying
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
+    return ctx
+
+
+def ms_since(since: float) -> float:
+    """Milliseconds since a ``time.perf_counter()`` reading, for ``details["phases"]``."""
+    return round((time.perf_counter() - since) * 1000, 3)
+
+
+class Deadline:
+    """The probe's time budget, shared by every step."""
+
+    def __init__(self, seconds: float) -> None:
+        self.total = seconds
+        self.end = time.monotonic() + seconds
+
+    def left(self) -> float:
+        """Seconds left (never zero, so drivers still get a positive timeout)."""
+        return max(self.end - time.monotonic(), 0.001)
+
+    async def run(self, step: str, awaitable: Awaitable[T]) -> T:
+        """Await within the time left; a :class:`ProbeError` (timeout) naming ``step`` if it runs out."""
+        try:
+            async with asyncio.timeout(self.left()):
+                return await awaitable
+        except TimeoutError as exc:
+            raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {self.total:g} s ({step})") from exc
+
+
+def summary(exc: BaseException, limit: int = 300) -> str:
+    """An error's text on one line, cut to ``limit`` characters."""
+    text = " ".join(str(exc).split())
+    return text[:limit] + ("..." if len(text) > limit else "")
+
+
+def network_error(exc: BaseException, server: str) -> ProbeError | None:
+    """Socket and TLS failures, found on the exception or what caused it."""
+    seen: BaseException | None = exc
+    for _ in range(4):
+        if seen is None:
+            return None
+        if isinstance(seen, ProbeError):
+            return seen
+        if isinstance(seen, ssl.SSLCertVerificationError):
+            return ProbeError(ErrorKind.TLS, f"TLS certificate verification failed: {seen.verify_message}")
+        if isinstance(seen, ssl.SSLError):
+            return ProbeError(
+                ErrorKind.TLS, f"TLS handshake failed: {getattr(seen, 'reason', None) or 'error'}"
+            )
+        if isinstance(seen, TimeoutError):
+            return ProbeError(ErrorKind.TIMEOUT, f"the {server} server did not answer in time")
+        if isinstance(seen, ConnectionRefusedError):
+            return ProbeError(ErrorKind.REFUSED, f"connection refused: no {server} server listens there")
+        if isinstance(seen, ConnectionError) and "rejected SSL upgrade" in str(seen):
+            return ProbeError(ErrorKind.TLS, f"the {server} server does not offer TLS (ssl_mode requires it)")
+        if isinstance(seen, ConnectionError):
+            return ProbeError(ErrorKind.UNAVAILABLE, f"the {server} server closed the connection")
+        if type(seen) is OSError or isinstance(seen, BlockingIOError | InterruptedError):
+            return ProbeError(ErrorKind.UNAVAILABLE, f"cannot connect: {seen.strerror or 'network error'}")
+        seen = seen.__cause__
+    return None
+
+
+def capabilities(can_write: bool, has_transactions: bool) -> list[str]:
+    """The type's capabilities less what this login or server lacks."""
+    drop = set()
+    if not can_write:
+        drop.add(Capability.WRITE)
+    if not has_transactions:
+        drop.add(Capability.TRANSACTION)
+    return [str(c) for c in DEFAULT_CAPABILITIES if c not in drop]
