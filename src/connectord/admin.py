@@ -44,8 +44,8 @@ class NewKey:
 
     key_id: str
     tenant_id: str
-    api_key: str
-    scopes: tuple[str, ...]
+    api_key: str = field(repr=False)
+    scopes: tuple[str, ...] = ()
 
 
 @dataclass(slots=True)

@@ -1,0 +1,253 @@
+"""Output: ``--output table|json|yaml``, and the tables and lines people read."""
+
+from __future__ import annotations
+
+import enum
+import json
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Annotated, Any
+
+import typer
+import yaml
+from rich.console import Group, RenderableType
+from rich.table import Table
+from rich.text import Text
+
+from connectord.cli.app import stdout
+from connectord.client import ApiKey
+from connectord.model import AuditEvent, ConnectorInfo, TestResult
+from connectord.store.base import TenantRecord
+
+
+class Output(enum.StrEnum):
+    """Output formats of read commands."""
+
+    TABLE = "table"
+    JSON = "json"
+    YAML = "yaml"
+
+
+OutputOpt = Annotated[
+    Output,
+    typer.Option("--output", "-o", help="Output format.", case_sensitive=False, show_default=True),
+]
+
+_STATUS_STYLE = {
+    "connected": "green",
+    "error": "red",
+    "disconnected": "dim",
+    "deprecated": "dim strike",
+    "registered": "yellow",
+    "configuring": "yellow",
+    "ready": "cyan",
+}
+
+
+def emit(data: Any, output: Output, table: Callable[[], RenderableType]) -> None:
+    """Print ``data`` as JSON or YAML, or the rich rendering ``table`` builds."""
+    console = stdout()
+    if output is Output.JSON:
+        console.out(json.dumps(data, indent=2, ensure_ascii=False, default=str), highlight=False)
+    elif output is Output.YAML:
+        console.out(yaml.safe_dump(data, sort_keys=False, allow_unicode=True).rstrip(), highlight=False)
+    else:
+        console.print(table())
+
+
+def when(value: datetime | None) -> str:
+    """A time as ``2026-05-01 12:00:03`` UTC, or ``-``."""
+    return value.astimezone(UTC).strftime("%Y-%m-%d %H:%M:%S") if value else "-"
+
+
+def status_text(status: str) -> Text:
+    """A status, coloured."""
+    return Text(status, style=_STATUS_STYLE.get(status, ""))
+
+
+def _table(*columns: str) -> Table:
+    table = Table(box=None, header_style="bold", pad_edge=False, show_edge=False)
+    for column in columns:
+        table.add_column(column, overflow="fold")
+    return table
+
+
+def _plain(value: Any) -> Text:
+    # Text, not markup: names and messages come from users and servers.
+    return Text("-" if value is None or value == "" else str(value))
+
+
+def connectors_table(items: Sequence[ConnectorInfo]) -> RenderableType:
+    """``connectors list``."""
+    if not items:
+        return Text("No connectors. Register one with: connectord connectors register NAME --type TYPE")
+    table = _table("NAME", "TYPE", "STATUS", "ENDPOINT", "LAST TEST", "ID")
+    for c in items:
+        table.add_row(
+            _plain(c.name),
+            _plain(c.connector_type),
+            status_text(c.status),
+            _plain(c.endpoint),
+            _plain(when(c.last_used_at)),
+            Text(c.id, style="dim"),
+        )
+    return table
+
+
+def _json_inline(value: Mapping[str, Any]) -> str:
+    return json.dumps(value, ensure_ascii=False, default=str) if value else "-"
+
+
+def connector_detail(c: ConnectorInfo) -> RenderableType:
+    """``connectors get``: one connector, field by field."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    rows: list[tuple[str, Any]] = [
+        ("Name", c.name),
+        ("ID", c.id),
+        ("Type", c.connector_type),
+        ("Status", status_text(c.status)),
+        ("Endpoint", c.endpoint),
+        ("Capabilities", ", ".join(c.capabilities)),
+        ("Config", _json_inline(c.config)),
+        ("Secrets set", ", ".join(c.secret_fields) or "-"),
+        ("Metadata", _json_inline(c.metadata)),
+        ("Version", c.version),
+        ("Created", when(c.created_at)),
+        ("Updated", when(c.updated_at)),
+        ("Last test", when(c.last_used_at)),
+    ]
+    for label, value in rows:
+        table.add_row(label, value if isinstance(value, Text) else _plain(value))
+    return table
+
+
+def detail_and_result(c: ConnectorInfo, result: TestResult) -> RenderableType:
+    """``connectors register --test``: the connector, then its first test."""
+    return Group(connector_detail(c), result_line(c.name, result))
+
+
+def _learned(details: Mapping[str, Any]) -> str:
+    shown = {k: v for k, v in details.items() if k not in ("phases", "error_kind")}
+    parts = [f"{k}={v}" for k, v in shown.items() if not isinstance(v, dict | list)]
+    phases = details.get("phases")
+    if isinstance(phases, Mapping) and phases:
+        parts.append("phases: " + " ".join(f"{k.removesuffix('_ms')}={v}ms" for k, v in phases.items()))
+    return "; ".join(parts)
+
+
+def result_line(name: str, result: TestResult) -> Text:
+    """One test result: ``✓ orders-db  ok in 12 ms`` or ``✗ orders-db  refused: ...``."""
+    latency = f"{result.latency_ms} ms" if result.latency_ms is not None else "-"
+    line = Text()
+    if result.success:
+        line.append("✓ ", style="green").append(name, style="bold").append(f"  ok in {latency}")
+    else:
+        line.append("✗ ", style="red").append(name, style="bold")
+        line.append(f"  {result.error_kind or 'failed'}", style="red").append(f" after {latency}: ")
+        line.append(result.error or "")
+    learned = _learned(result.details)
+    if learned:
+        line.append(f"\n  {learned}", style="dim")
+    return line
+
+
+def history_table(items: Sequence[TestResult]) -> RenderableType:
+    """``connectors history``."""
+    if not items:
+        return Text("No tests yet. Run one with: connectord connectors test NAME")
+    table = _table("TESTED", "RESULT", "KIND", "LATENCY", "ERROR")
+    for r in items:
+        table.add_row(
+            _plain(when(r.tested_at)),
+            Text("ok", style="green") if r.success else Text("failed", style="red"),
+            _plain(r.error_kind),
+            _plain(f"{r.latency_ms} ms" if r.latency_ms is not None else None),
+            _plain(r.error),
+        )
+    return table
+
+
+def types_table(types: Iterable[Mapping[str, Any]], secrets: Mapping[str, list[str]]) -> RenderableType:
+    """``types``."""
+    table = _table("TYPE", "CAPABILITIES", "SECRET FIELDS", "DESCRIPTION")
+    for t in types:
+        table.add_row(
+            Text(t["name"], style="bold"),
+            _plain(", ".join(t.get("capabilities") or [])),
+            _plain(", ".join(secrets.get(t["name"], [])) or None),
+            _plain(t.get("description")),
+        )
+    return table
+
+
+def fields_table(rows: Iterable[tuple[str, str, bool, str]]) -> RenderableType:
+    """``types NAME``: the config fields of one type."""
+    table = _table("FIELD", "TYPE", "SECRET", "DESCRIPTION")
+    for name, kind, secret, description in rows:
+        table.add_row(
+            Text(name, style="bold"), _plain(kind), Text("yes" if secret else ""), _plain(description)
+        )
+    return table
+
+
+def audit_table(items: Sequence[AuditEvent], names: Mapping[str, str]) -> RenderableType:
+    """``audit``."""
+    if not items:
+        return Text("No audit events.")
+    table = _table("TIME", "ACTOR", "ACTION", "CONNECTOR", "DETAILS")
+    for ev in items:
+        connector = names.get(ev.connector_id, ev.connector_id) if ev.connector_id else None
+        table.add_row(
+            _plain(when(ev.at)),
+            _plain(ev.actor),
+            _plain(ev.action),
+            _plain(connector),
+            _plain(_json_inline(ev.details)),
+        )
+    return table
+
+
+def tenants_table(items: Sequence[TenantRecord]) -> RenderableType:
+    """``tenants list``."""
+    table = _table("NAME", "ID", "CREATED")
+    for t in items:
+        table.add_row(Text(t.name, style="bold"), _plain(t.id), _plain(when(t.created_at)))
+    return table
+
+
+def keys_table(items: Sequence[ApiKey]) -> RenderableType:
+    """``keys list``."""
+    table = _table("NAME", "ID", "SCOPES", "CREATED", "REVOKED")
+    for k in items:
+        style = "dim strike" if k.revoked_at else ""
+        table.add_row(
+            Text(k.name, style=style or "bold"),
+            _plain(k.id),
+            _plain(", ".join(k.scopes)),
+            _plain(when(k.created_at)),
+            _plain(when(k.revoked_at) if k.revoked_at else None),
+        )
+    return table
+
+
+def tenant_dict(t: TenantRecord) -> dict[str, Any]:
+    """A tenant for JSON/YAML output."""
+    return {"id": t.id, "name": t.name, "created_at": t.created_at.isoformat()}
+
+
+def key_dict(k: ApiKey) -> dict[str, Any]:
+    """A listed key for JSON/YAML output."""
+    return {
+        "id": k.id,
+        "name": k.name,
+        "scopes": list(k.scopes),
+        "created_at": k.created_at.isoformat(),
+        "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+    }
+
+
+def results_block(results: Sequence[tuple[str, TestResult]]) -> RenderableType:
+    """Named test results, one line (and details) each."""
+    return Group(*(result_line(name, result) for name, result in results))

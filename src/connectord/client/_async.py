@@ -1,0 +1,193 @@
+"""The asynchronous client."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Mapping, Sequence
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from connectord.admin import TENANT_SCOPES
+from connectord.client._base import DEFAULT_TEST_TIMEOUT, DEFAULT_TIMEOUT, WAIT_STEP, ClientBase
+from connectord.client._calls import Call, Calls, changes, definition
+from connectord.client._errors import TransportError
+from connectord.client._models import ApiKey, NewKey, NewTenant
+from connectord.model import AuditEvent, ConnectorInfo, Page, TestResult
+from connectord.store.base import TenantRecord
+
+T = TypeVar("T")
+
+
+class AsyncClient(ClientBase):
+    """The asynchronous client: :class:`Client`'s methods as coroutines.
+
+    :meth:`list_connectors` is an async iterator. Use it as an async context
+    manager, or call :meth:`aclose`.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        test_timeout: float = DEFAULT_TEST_TIMEOUT,
+        retries: int = 3,
+        backoff: float = 0.25,
+        transport: httpx.AsyncBaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout, test_timeout, retries, backoff)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, headers=self._headers, transport=transport, verify=verify
+        )
+
+    async def aclose(self) -> None:
+        """Close the connections."""
+        await self._http.aclose()
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.aclose()
+
+    async def _run(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                resp = await self._http.request(call.method, call.path, **self._request_args(call))
+            except httpx.TransportError as exc:
+                if not self._retry_error(call, exc, attempt):
+                    raise self._unreachable(exc) from exc
+                await asyncio.sleep(self._delay(attempt, None))
+            else:
+                if not self._retry_status(call, resp, attempt):
+                    return call.finish(resp, retried=attempt > 0)
+                await asyncio.sleep(self._delay(attempt, resp))
+            attempt += 1
+
+    # connectors
+    async def list_connectors(
+        self, connector_type: str | None = None, status: str | None = None, page_size: int = 100
+    ) -> AsyncIterator[ConnectorInfo]:
+        """Every matching connector, fetched a page at a time as the iteration goes."""
+        cursor: str | None = None
+        while True:
+            page = await self._run(Calls.list_page(connector_type, status, page_size, cursor))
+            for item in page.items:
+                yield item
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    async def list_connectors_page(
+        self,
+        connector_type: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[ConnectorInfo]:
+        """One keyset page; pass its ``next_cursor`` to get the next."""
+        return await self._run(Calls.list_page(connector_type, status, limit, cursor))
+
+    async def get_connector(self, connector_id: str) -> ConnectorInfo | None:
+        """A connector, or ``None`` if there is none with this id."""
+        return await self._run(Calls.get(connector_id))
+
+    async def register_connector(
+        self,
+        name: str,
+        connector_type: str,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ConnectorInfo:
+        """Register a connector; secrets in ``config`` are stored write-only."""
+        return await self._run(Calls.register(definition(name, connector_type, endpoint, config, metadata)))
+
+    async def update_connector(
+        self,
+        connector_id: str,
+        name: str | None = None,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        if_version: int | None = None,
+    ) -> ConnectorInfo | None:
+        """Change the fields given; ``None`` if there is no such connector."""
+        body = changes(name, endpoint, config, metadata, status)
+        return await self._run(Calls.update(connector_id, body, if_version))
+
+    async def delete_connector(self, connector_id: str, if_version: int | None = None) -> bool:
+        """Delete a connector; ``False`` if there was none."""
+        return await self._run(Calls.delete(connector_id, if_version))
+
+    async def test_connector(self, connector_id: str) -> TestResult:
+        """Test a connector now (a failed connection is ``success=False``, not an exception)."""
+        return await self._run(Calls.test(connector_id))
+
+    async def test_definition(
+        self,
+        name: str,
+        connector_type: str,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TestResult:
+        """Test an unsaved definition; nothing is stored."""
+        body = definition(name, connector_type, endpoint, config, metadata)
+        return await self._run(Calls.test_definition(body))
+
+    async def connector_types(self) -> list[dict[str, Any]]:
+        """Every type: name, description, capabilities and config JSON Schema."""
+        return await self._run(Calls.types())
+
+    async def history(
+        self, connector_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[TestResult]:
+        """Past test results of a connector, newest first."""
+        return await self._run(Calls.history(connector_id, limit, cursor))
+
+    async def audit(
+        self, limit: int = 100, cursor: str | None = None, connector_id: str | None = None
+    ) -> Page[AuditEvent]:
+        """The tenant's audit events, newest first."""
+        return await self._run(Calls.audit(limit, cursor, connector_id))
+
+    async def health(self, wait: float = 0.0) -> dict[str, Any]:
+        """The server's liveness answer; with ``wait``, keep trying that long while it is unreachable."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return await self._run(Calls.health(self.root_url))
+            except TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+            await asyncio.sleep(WAIT_STEP)
+
+    # admin (needs a key with the ``admin`` scope)
+    async def create_tenant(self, name: str) -> NewTenant:
+        """A new tenant and its first API key."""
+        return await self._run(Calls.create_tenant(name))
+
+    async def list_tenants(self) -> list[TenantRecord]:
+        """Every tenant."""
+        return await self._run(Calls.list_tenants())
+
+    async def create_key(
+        self, tenant_id: str, name: str = "key", scopes: Sequence[str] = TENANT_SCOPES
+    ) -> NewKey:
+        """A new API key for a tenant."""
+        return await self._run(Calls.create_key(tenant_id, name, scopes))
+
+    async def list_keys(self, tenant_id: str) -> list[ApiKey]:
+        """A tenant's keys (never their values)."""
+        return await self._run(Calls.list_keys(tenant_id))
+
+    async def revoke_key(self, tenant_id: str, key_id: str) -> bool:
+        """Revoke a key; ``False`` if the tenant has no such key."""
+        return await self._run(Calls.revoke_key(tenant_id, key_id))

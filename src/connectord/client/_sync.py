@@ -1,0 +1,192 @@
+"""The synchronous client."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any, Self, TypeVar
+
+import httpx
+
+from connectord.admin import TENANT_SCOPES
+from connectord.client._base import DEFAULT_TEST_TIMEOUT, DEFAULT_TIMEOUT, WAIT_STEP, ClientBase
+from connectord.client._calls import Call, Calls, changes, definition
+from connectord.client._errors import TransportError
+from connectord.client._models import ApiKey, NewKey, NewTenant
+from connectord.model import AuditEvent, ConnectorInfo, Page, TestResult
+from connectord.store.base import TenantRecord
+
+T = TypeVar("T")
+
+
+class Client(ClientBase):
+    """The synchronous client. Use it as a context manager, or call :meth:`close`.
+
+    ``base_url`` defaults to ``CONNECTORD_URL`` and ``api_key`` to
+    ``CONNECTORD_API_KEY``. ``timeout`` bounds each request, ``test_timeout``
+    each connector test; ``retries`` is how often an idempotent call is retried.
+    """
+
+    def __init__(
+        self,
+        base_url: str | None = None,
+        api_key: str | None = None,
+        *,
+        timeout: float = DEFAULT_TIMEOUT,
+        test_timeout: float = DEFAULT_TEST_TIMEOUT,
+        retries: int = 3,
+        backoff: float = 0.25,
+        transport: httpx.BaseTransport | None = None,
+        verify: bool | str = True,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout, test_timeout, retries, backoff)
+        self._http = httpx.Client(
+            base_url=self.base_url, headers=self._headers, transport=transport, verify=verify
+        )
+
+    def close(self) -> None:
+        """Close the connections."""
+        self._http.close()
+
+    def __enter__(self) -> Self:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _run(self, call: Call[T]) -> T:
+        attempt = 0
+        while True:
+            try:
+                resp = self._http.request(call.method, call.path, **self._request_args(call))
+            except httpx.TransportError as exc:
+                if not self._retry_error(call, exc, attempt):
+                    raise self._unreachable(exc) from exc
+                time.sleep(self._delay(attempt, None))
+            else:
+                if not self._retry_status(call, resp, attempt):
+                    return call.finish(resp, retried=attempt > 0)
+                time.sleep(self._delay(attempt, resp))
+            attempt += 1
+
+    # connectors
+    def list_connectors(
+        self, connector_type: str | None = None, status: str | None = None, page_size: int = 100
+    ) -> Iterator[ConnectorInfo]:
+        """Every matching connector, fetched a page at a time as the iteration goes."""
+        cursor: str | None = None
+        while True:
+            page = self._run(Calls.list_page(connector_type, status, page_size, cursor))
+            yield from page.items
+            if page.next_cursor is None:
+                return
+            cursor = page.next_cursor
+
+    def list_connectors_page(
+        self,
+        connector_type: str | None = None,
+        status: str | None = None,
+        limit: int = 100,
+        cursor: str | None = None,
+    ) -> Page[ConnectorInfo]:
+        """One keyset page; pass its ``next_cursor`` to get the next."""
+        return self._run(Calls.list_page(connector_type, status, limit, cursor))
+
+    def get_connector(self, connector_id: str) -> ConnectorInfo | None:
+        """A connector, or ``None`` if there is none with this id."""
+        return self._run(Calls.get(connector_id))
+
+    def register_connector(
+        self,
+        name: str,
+        connector_type: str,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> ConnectorInfo:
+        """Register a connector; secrets in ``config`` are stored write-only."""
+        return self._run(Calls.register(definition(name, connector_type, endpoint, config, metadata)))
+
+    def update_connector(
+        self,
+        connector_id: str,
+        name: str | None = None,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+        status: str | None = None,
+        if_version: int | None = None,
+    ) -> ConnectorInfo | None:
+        """Change the fields given; ``None`` if there is no such connector.
+
+        With ``if_version``, a connector that changed since raises
+        :class:`~connectord.errors.VersionConflictError`.
+        """
+        body = changes(name, endpoint, config, metadata, status)
+        return self._run(Calls.update(connector_id, body, if_version))
+
+    def delete_connector(self, connector_id: str, if_version: int | None = None) -> bool:
+        """Delete a connector; ``False`` if there was none."""
+        return self._run(Calls.delete(connector_id, if_version))
+
+    def test_connector(self, connector_id: str) -> TestResult:
+        """Test a connector now (a failed connection is ``success=False``, not an exception)."""
+        return self._run(Calls.test(connector_id))
+
+    def test_definition(
+        self,
+        name: str,
+        connector_type: str,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        metadata: Mapping[str, Any] | None = None,
+    ) -> TestResult:
+        """Test an unsaved definition; nothing is stored."""
+        return self._run(Calls.test_definition(definition(name, connector_type, endpoint, config, metadata)))
+
+    def connector_types(self) -> list[dict[str, Any]]:
+        """Every type: name, description, capabilities and config JSON Schema."""
+        return self._run(Calls.types())
+
+    def history(self, connector_id: str, limit: int = 50, cursor: str | None = None) -> Page[TestResult]:
+        """Past test results of a connector, newest first."""
+        return self._run(Calls.history(connector_id, limit, cursor))
+
+    def audit(
+        self, limit: int = 100, cursor: str | None = None, connector_id: str | None = None
+    ) -> Page[AuditEvent]:
+        """The tenant's audit events, newest first."""
+        return self._run(Calls.audit(limit, cursor, connector_id))
+
+    def health(self, wait: float = 0.0) -> dict[str, Any]:
+        """The server's liveness answer. With ``wait``, keep trying for up to that many
+        seconds while the server is not reachable yet (a server that is starting)."""
+        deadline = time.monotonic() + wait
+        while True:
+            try:
+                return self._run(Calls.health(self.root_url))
+            except TransportError:
+                if time.monotonic() >= deadline:
+                    raise
+            time.sleep(WAIT_STEP)
+
+    # admin (needs a key with the ``admin`` scope)
+    def create_tenant(self, name: str) -> NewTenant:
+        """A new tenant and its first API key."""
+        return self._run(Calls.create_tenant(name))
+
+    def list_tenants(self) -> list[TenantRecord]:
+        """Every tenant."""
+        return self._run(Calls.list_tenants())
+
+    def create_key(self, tenant_id: str, name: str = "key", scopes: Sequence[str] = TENANT_SCOPES) -> NewKey:
+        """A new API key for a tenant."""
+        return self._run(Calls.create_key(tenant_id, name, scopes))
+
+    def list_keys(self, tenant_id: str) -> list[ApiKey]:
+        """A tenant's keys (never their values)."""
+        return self._run(Calls.list_keys(tenant_id))
+
+    def revoke_key(self, tenant_id: str, key_id: str) -> bool:
+        """Revoke a key; ``False`` if the tenant has no such key."""
+        return self._run(Calls.revoke_key(tenant_id, key_id))
