@@ -72,12 +72,16 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
 
 
 def _allowed_methods(request: Request) -> str:
-    """Every method of every route on this path: Starlette's 405 names only the first route's."""
+    """The methods of the resource at this path: Starlette's 405 names only the first
+    matching route's. A literal route (``/connectors/test``) is the resource there,
+    not the templated one it also matches (``/connectors/{connector_id}``)."""
     path = request.scope["path"]
+    routes = request.app.router.routes
+    matching = [r for r in routes if isinstance(r, Route) and r.methods and r.path_regex.match(path)]
+    literal = [r for r in matching if not r.param_convertors]
     methods: set[str] = set()
-    for route in request.app.router.routes:
-        if isinstance(route, Route) and route.methods and route.path_regex.match(path):
-            methods |= route.methods
+    for route in literal or matching:
+        methods |= route.methods or set()
     return ", ".join(sorted(methods))
 
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 
 from connectord.admin import Admin, Principal
@@ -72,3 +72,12 @@ Reader = Annotated[Principal, Depends(require("connectors:read"))]
 Writer = Annotated[Principal, Depends(require("connectors:write"))]
 Tester = Annotated[Principal, Depends(require("connectors:test"))]
 Operator = Annotated[Principal, Depends(require("admin"))]
+
+#: Text the store can hold: PostgreSQL refuses NUL in text, so an id or filter
+#: holding one failed in the store (a 500) instead of matching nothing.
+NO_NUL = r"^[^\x00]*$"
+PathId = Annotated[str, Path(pattern=NO_NUL, description="An id this server gave.")]
+Cursor = Annotated[
+    str | None,
+    Query(max_length=200, pattern=r"^[A-Za-z0-9_-]*$", description="The `next_cursor` of the previous page."),
+]

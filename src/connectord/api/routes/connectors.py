@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from connectord.api.deps import Facade, Limiter, Reader, Tester, Writer
+from connectord.api.deps import NO_NUL, Cursor, Facade, Limiter, PathId, Reader, Tester, Writer
 from connectord.api.docs import problems
 from connectord.api.responses import connector_response, json_response, page_response, parse_if_match
 from connectord.api.schemas import (
@@ -24,7 +24,6 @@ from connectord.model import ConnectorStatus
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
-Cursor = Annotated[str | None, Query(max_length=200, description="The `next_cursor` of the previous page.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description='The ETag read before, e.g. "3".')]
 _MISSING = "no connector with this id in your tenant"
 
@@ -39,7 +38,7 @@ _MISSING = "no connector with this id in your tenant"
 async def list_connectors(
     facade: Facade,
     who: Reader,
-    connector_type: Annotated[str | None, Query(max_length=64)] = None,
+    connector_type: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     status: ConnectorStatus | None = None,
     limit: Limit = 100,
     cursor: Cursor = None,
@@ -109,7 +108,7 @@ async def test_definition(body: ConnectorCreate, facade: Facade, who: Tester, li
     responses=problems(404),
     summary="Get a connector",
 )
-async def get_connector(connector_id: str, facade: Facade, who: Reader) -> Response:
+async def get_connector(connector_id: PathId, facade: Facade, who: Reader) -> Response:
     """A connector and its `ETag`."""
     info = await facade.get_connector(connector_id, who.tenant_id)
     if info is None:
@@ -125,7 +124,7 @@ async def get_connector(connector_id: str, facade: Facade, who: Reader) -> Respo
     summary="Update a connector",
 )
 async def update_connector(
-    connector_id: str, body: ConnectorUpdate, facade: Facade, who: Writer, if_match: IfMatch = None
+    connector_id: PathId, body: ConnectorUpdate, facade: Facade, who: Writer, if_match: IfMatch = None
 ) -> Response:
     """Change the fields given. `endpoint: null` or `""` clears the endpoint."""
     given = body.model_fields_set
@@ -154,7 +153,7 @@ async def update_connector(
     summary="Delete a connector",
 )
 async def delete_connector(
-    connector_id: str, facade: Facade, who: Writer, if_match: IfMatch = None
+    connector_id: PathId, facade: Facade, who: Writer, if_match: IfMatch = None
 ) -> Response:
     """Delete a connector with its secrets and test history."""
     deleted = await facade.delete_connector(
@@ -172,7 +171,7 @@ async def delete_connector(
     responses=problems(404, 409, 413, 429),
     summary="Test a connector now",
 )
-async def test_connector(connector_id: str, facade: Facade, who: Tester, limiter: Limiter) -> Response:
+async def test_connector(connector_id: PathId, facade: Facade, who: Tester, limiter: Limiter) -> Response:
     """Really connect. A failed connection is `success: false` with `details.error_kind`."""
     async with limiter.slot(who.tenant_id):
         result = await facade.test_connector(connector_id, who.tenant_id, actor=who.actor)
@@ -187,7 +186,7 @@ async def test_connector(connector_id: str, facade: Facade, who: Tester, limiter
     summary="Past test results",
 )
 async def history(
-    connector_id: str, facade: Facade, who: Reader, limit: Limit = 50, cursor: Cursor = None
+    connector_id: PathId, facade: Facade, who: Reader, limit: Limit = 50, cursor: Cursor = None
 ) -> Response:
     """Past test results of a connector, newest first."""
     return page_response(await facade.history(connector_id, who.tenant_id, limit, cursor))

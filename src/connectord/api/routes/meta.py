@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from connectord.api.deps import Facade, MetricsDep, Reader
+from connectord.api.deps import NO_NUL, Cursor, Facade, MetricsDep, Reader
 from connectord.api.docs import problems
 from connectord.api.metrics import CONTENT_TYPE_LATEST
 from connectord.api.responses import json_response, page_response
@@ -42,8 +42,8 @@ async def audit(
     facade: Facade,
     who: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    cursor: Annotated[str | None, Query(max_length=200)] = None,
-    connector_id: Annotated[str | None, Query(max_length=64)] = None,
+    cursor: Cursor = None,
+    connector_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
 ) -> Response:
     """The tenant's audit events, newest first."""
     return page_response(await facade.audit(who.tenant_id, limit, cursor, connector_id))

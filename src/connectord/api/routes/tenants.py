@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from connectord.api.deps import AdminDep, Operator
+from connectord.api.deps import AdminDep, Operator, PathId
 from connectord.api.docs import problems
 from connectord.api.responses import json_response
 from connectord.api.schemas import KeyCreate, KeyCreated, KeyList, TenantCreate, TenantCreated, TenantList
@@ -49,7 +49,7 @@ async def list_tenants(admin: AdminDep, who: Operator) -> Response:
     responses=problems(404, 413),
     summary="Create an API key",
 )
-async def create_key(tenant_id: str, body: KeyCreate, admin: AdminDep, who: Operator) -> Response:
+async def create_key(tenant_id: PathId, body: KeyCreate, admin: AdminDep, who: Operator) -> Response:
     """A new key for a tenant; the key is shown only here."""
     key = await admin.create_key(tenant_id, name=body.name, scopes=tuple(body.scopes), actor=who.actor)
     return json_response(
@@ -70,7 +70,7 @@ async def create_key(tenant_id: str, body: KeyCreate, admin: AdminDep, who: Oper
     responses=problems(404),
     summary="List keys",
 )
-async def list_keys(tenant_id: str, admin: AdminDep, who: Operator) -> Response:
+async def list_keys(tenant_id: PathId, admin: AdminDep, who: Operator) -> Response:
     """A tenant's keys (never their values)."""
     if await admin.get_tenant(tenant_id) is None:
         raise NotFoundError("no such tenant")
@@ -98,7 +98,7 @@ async def list_keys(tenant_id: str, admin: AdminDep, who: Operator) -> Response:
     responses=problems(404),
     summary="Revoke an API key",
 )
-async def revoke_key(tenant_id: str, key_id: str, admin: AdminDep, who: Operator) -> Response:
+async def revoke_key(tenant_id: PathId, key_id: PathId, admin: AdminDep, who: Operator) -> Response:
     """Revoke a key; requests with it get 401 from now on."""
     if not await admin.revoke_key(tenant_id, key_id, actor=who.actor):
         raise NotFoundError("no such active key in this tenant")

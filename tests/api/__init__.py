@@ -1,0 +1,1 @@
+"""REST API tests over real HTTP (see conftest.py)."""
