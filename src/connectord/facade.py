@@ -13,6 +13,7 @@ import dataclasses
 import json
 import logging
 import time
+import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from datetime import datetime, timedelta
 from typing import Any
@@ -69,6 +70,7 @@ STICKY_STATUSES = frozenset({S.DISCONNECTED, S.DEPRECATED, S.CONFIGURING})
 MAX_LIMIT = 1000
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _UPDATE_RETRIES = 5
+_UNCHECKED: Any = object()  # no tenant given: a caller passing None is still checked
 
 
 def _check_offset(offset: int) -> int:
@@ -141,9 +143,10 @@ class ConnectorsFacade:
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
 
-    async def _store(self, tenant_id: str | None = None) -> Store:
-        """The started store, after checking the tenant id every public method takes."""
-        if tenant_id is not None:
+    async def _store(self, tenant_id: object = _UNCHECKED) -> Store:
+        """The started store, after checking the tenant id every public method takes
+        (operators' calls, which act on no one tenant, pass none)."""
+        if tenant_id is not _UNCHECKED:
             check_tenant_id(tenant_id)
         if not self._started:
             await self.start()
@@ -442,6 +445,8 @@ class ConnectorsFacade:
             if current not in allowed_from:
                 raise InvalidTransitionError(f"a {current} connector cannot be set to {requested}")
             return requested
+        if requested == current and requested in USER_TRANSITIONS:
+            return current  # asked for explicitly: kept across a definition change too
         if definition_changed and current not in STICKY_STATUSES:
             return ConnectorStatus.REGISTERED
         return current
@@ -483,13 +488,25 @@ class ConnectorsFacade:
         secrets = await self._open_secrets(info)
         result, capabilities = await self._run_probe(info.connector_type, info.endpoint, info.config, secrets)
         result.connector_id = info.id
-        changes: dict[str, Any] = {"last_used_at": result.tested_at}
-        if info.status != ConnectorStatus.DISCONNECTED:  # paused stays paused
-            changes["status"] = ConnectorStatus.CONNECTED if result.success else ConnectorStatus.ERROR
-        if capabilities is not None and capabilities != info.capabilities:
-            changes["capabilities"] = capabilities
         audit = self._audit(info.tenant_id, actor, "connector.test", info.id, _test_audit(result))
-        await self.store.record_test(info.tenant_id, result, changes, audit)
+        # The probe took time: apply its verdict to the connector as it is now, and only if
+        # it did not change again meanwhile, so a pause or retirement set during the test stands.
+        for _ in range(_UPDATE_RETRIES):
+            current = await self.store.get_connector(info.tenant_id, info.id)
+            if current is None:
+                break  # deleted while the test ran: nothing to record
+            changes = _test_changes(current, result, capabilities)
+            try:
+                await self.store.record_test(
+                    info.tenant_id, result, changes, audit, expected_version=current.version
+                )
+                break
+            except VersionConflictError:
+                continue
+        else:
+            logger.warning(
+                "test result not recorded: the connector kept changing", extra={"connector_id": info.id}
+            )
         return result
 
     async def test_connectors(
@@ -668,6 +685,19 @@ def _failure(
     return TestResult(False, "", latency, message, {**(details or {}), "error_kind": str(kind)}, tested_at)
 
 
+def _test_changes(
+    current: ConnectorInfo, result: TestResult, capabilities: list[str] | None
+) -> dict[str, Any]:
+    """What a test result changes on the connector: its last use, and its status unless
+    a user paused (``disconnected``) or retired (``deprecated``) it."""
+    changes: dict[str, Any] = {"last_used_at": result.tested_at}
+    if current.status not in (ConnectorStatus.DISCONNECTED, ConnectorStatus.DEPRECATED):
+        changes["status"] = ConnectorStatus.CONNECTED if result.success else ConnectorStatus.ERROR
+    if capabilities is not None and capabilities != current.capabilities:
+        changes["capabilities"] = capabilities
+    return changes
+
+
 def _test_audit(result: TestResult) -> dict[str, Any]:
     return {"success": result.success, "error_kind": result.error_kind, "latency_ms": result.latency_ms}
 
@@ -686,9 +716,10 @@ def _decode_cursor(cursor: str | None) -> str | None:
         return None
     try:
         value = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
+        canonical = str(uuid.UUID(value)) == value  # ids are UUIDs; anything else is forged
     except (binascii.Error, UnicodeDecodeError, ValueError):
-        value = ""
-    if len(value) != 36:
+        canonical = False
+    if not canonical:
         raise ValidationError(
             "invalid cursor", [_FieldError(("cursor",), "is not a cursor this server gave")]
         )

@@ -202,7 +202,10 @@ def overlay(base: Mapping[str, Any], top: Mapping[str, Any]) -> dict[str, Any]:
     merged: dict[str, Any] = dict(base)
     for key, value in top.items():
         current = merged.get(key)
-        if isinstance(value, Mapping) and isinstance(current, Mapping):
+        if value is None and key in merged:
+            # Removed, not set to None: an entry of a ``dict[str, SecretStr]`` cannot be None.
+            del merged[key]
+        elif isinstance(value, Mapping) and isinstance(current, Mapping):
             merged[key] = overlay(current, value)
         else:
             merged[key] = value

@@ -6,7 +6,7 @@ import json
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import SplitResult, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import pydantic
 
@@ -24,7 +24,7 @@ _CONTROL = re.compile(r"[\x00-\x20\x7f]")
 def check_tenant_id(tenant_id: object) -> str:
     """A tenant id: 1-64 characters without spaces or control characters (library callers
     may use their own ids, such as ``"acme"``; the server's are UUIDs)."""
-    if not isinstance(tenant_id, str) or not _TENANT_RE.match(tenant_id):
+    if not isinstance(tenant_id, str) or not _TENANT_RE.fullmatch(tenant_id):  # no trailing newline
         raise ValidationError(
             "invalid tenant_id",
             [FieldError(("tenant_id",), "must be 1-64 characters: letters, digits, _ . : -")],
@@ -74,7 +74,8 @@ def split_endpoint(endpoint: object) -> tuple[str | None, str | None]:
         ) from None
     if parts.password is None:
         return endpoint, None
-    return urlunsplit(_without_password(parts)), parts.password
+    # The URL carries the password percent-encoded; the secret is the password itself.
+    return urlunsplit(_without_password(parts)), unquote(parts.password)
 
 
 def _without_password(parts: SplitResult) -> SplitResult:
@@ -108,28 +109,55 @@ def check_config(ctype: ConnectorType, config: object, carried: SecretTree | Non
 
     ``carried`` is the stored secret tree of an update: a secret the update does
     not mention is kept, one it sets to ``None`` is removed, and one the new
-    config no longer has a field for (the auth kind changed) is dropped.
+    config no longer has a field for (the auth kind changed) is dropped, as are
+    the secrets of an object the new config leaves out (``auth`` omitted).
     """
     if not isinstance(config, dict):
         raise ValidationError("invalid config", [FieldError(("config",), "must be a JSON object")])
     carried = dict(carried or {})
-    for _ in range(2):
+    while True:  # each pass drops at least one carried secret, so this ends
+        merged = overlay(carried, config)
         try:
-            return ctype.config_model.model_validate(overlay(carried, config))
+            return ctype.config_model.model_validate(merged)
         except pydantic.ValidationError as exc:
-            stale = [
-                e["loc"]
-                for e in exc.errors()
-                if e["type"] == "extra_forbidden" and _has(carried, e["loc"]) and not _has(config, e["loc"])
-            ]
+            found = (_stale(carried, config, _input_path(merged, e["loc"]), e["type"]) for e in exc.errors())
+            stale = [p for p in found if p is not None]
             if not stale:
                 raise ValidationError(
                     f"invalid config for a {ctype.name} connector",
                     [FieldError(("config", *e["loc"]), e["msg"]) for e in exc.errors(include_input=False)],
                 ) from None
-            for loc in stale:
-                carried = _without(carried, loc)
-    raise AssertionError("unreachable: stale secrets are dropped in one pass")
+            for path in stale:
+                carried = _without(carried, path)
+
+
+def _stale(
+    carried: Mapping[str, Any], config: Mapping[str, Any], path: tuple[str | int, ...], error: str
+) -> tuple[str | int, ...] | None:
+    """The carried secrets an error is about, if the update did not mention them:
+    a secret the model no longer has, or an object that only carried secrets made."""
+    node: Any = carried
+    for depth, part in enumerate(path, 1):
+        if not isinstance(node, Mapping) or part not in node:
+            return None
+        node = node[part]
+        if _has(config, path[:depth]):
+            continue
+        if isinstance(node, Mapping) or (depth == len(path) and error == "extra_forbidden"):
+            return path[:depth]
+        return None
+    return None
+
+
+def _input_path(tree: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
+    """The path of an error in the input: ``loc`` without the union tags pydantic puts
+    in it (``("auth", "bearer", "password")`` is ``auth.password`` in the input)."""
+    path: list[str | int] = []
+    for part in loc:
+        if isinstance(tree, Mapping) and part in tree:
+            path.append(part)
+            tree = tree[part]
+    return tuple(path) if path and path[-1] == loc[-1] else loc
 
 
 def _has(tree: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:

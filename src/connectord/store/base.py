@@ -174,8 +174,13 @@ class Store(abc.ABC):
         result: TestResult,
         changes: dict[str, Any],
         audit: AuditEvent,
+        expected_version: int | None = None,
     ) -> ConnectorInfo | None:
-        """Store a test result in the history and apply ``changes`` (status, last use)."""
+        """Store a test result in the history and apply ``changes`` (status, last use).
+
+        ``None`` if the connector is gone; with ``expected_version``,
+        :class:`VersionConflictError` (and nothing stored) if it changed meanwhile.
+        """
 
     @abc.abstractmethod
     async def history(

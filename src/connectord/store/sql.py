@@ -494,7 +494,12 @@ class SqlStore(Store):
     # --- tests and audit -------------------------------------------------------------
 
     async def record_test(
-        self, tenant_id: str, result: TestResult, changes: dict[str, Any], audit: AuditEvent
+        self,
+        tenant_id: str,
+        result: TestResult,
+        changes: dict[str, Any],
+        audit: AuditEvent,
+        expected_version: int | None = None,
     ) -> ConnectorInfo | None:
         ins = self._q("history.insert", lambda: _insert(test_results))
         params = {
@@ -510,7 +515,7 @@ class SqlStore(Store):
         }
 
         async def op(ex: Executor) -> ConnectorInfo | None:
-            info = await self._apply_changes(ex, tenant_id, result.connector_id, changes, None)
+            info = await self._apply_changes(ex, tenant_id, result.connector_id, changes, expected_version)
             if info is None:
                 return None  # deleted while the test ran: nothing to record
             await ex.run(ins, params)
