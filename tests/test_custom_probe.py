@@ -215,11 +215,6 @@ async def test_tls_against_a_plain_server_is_a_tls_failure(
     assert result.error_kind == "tls"
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="types/custom.py maps a connection reset during the TLS handshake to 'internal'; "
-    "it is a TLS failure (the lead owns custom.py)",
-)
 async def test_a_server_that_hangs_up_during_tls_is_a_tls_failure(
     servers: Servers, loop_facade: tuple[ConnectorsFacade, str]
 ) -> None:

@@ -211,8 +211,17 @@ async def test_a_plugin_type_runs_its_own_test(plugin_dist: str, tmp_path: Path)
 def test_a_lazy_path_must_name_a_type_of_that_name() -> None:
     registry = TypeRegistry(load_entry_points=False)
     registry._lazy["mislabelled"] = "connectord.types.custom:CustomType"
-    with pytest.raises(TypeError, match="not a ConnectorType named 'mislabelled'"):
+    with pytest.raises(UnknownConnectorTypeError, match="not a ConnectorType named 'mislabelled'"):
         registry.get("mislabelled")
+
+
+def test_a_broken_plugin_is_named_and_left_out_of_the_listing() -> None:
+    registry = TypeRegistry(load_entry_points=False)
+    registry._lazy["broken"] = "connectord_no_such_plugin:Type"
+    with pytest.raises(UnknownConnectorTypeError, match="could not be loaded .ModuleNotFoundError"):
+        registry.get("broken")
+    assert "broken" not in registry.types()
+    assert "custom" in registry.types()
 
 
 class _NoProbeConfig(ConnectorConfig):

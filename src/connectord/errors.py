@@ -61,8 +61,11 @@ class ValidationError(ConnectordError):
 class UnknownConnectorTypeError(ValidationError):
     """Raised when a connector type name is not in the registry."""
 
-    def __init__(self, name: str, known: Sequence[str]) -> None:
-        msg = f"unknown connector type {name!r}; known types: {', '.join(sorted(known))}"
+    def __init__(self, name: str, known: Sequence[str], reason: str | None = None) -> None:
+        if reason is None:
+            msg = f"unknown connector type {name!r}; known types: {', '.join(sorted(known))}"
+        else:
+            msg = f"connector type {name!r} is unavailable: {reason}"
         super().__init__(msg, [FieldError(("connector_type",), msg)])
         self.name = name
 

@@ -163,9 +163,17 @@ class TypeRegistry:
         path = self._lazy.get(name)
         if path is None:
             raise UnknownConnectorTypeError(name, self.names())
-        ctype = _load_dotted(path)
+        try:
+            ctype = _load_dotted(path)
+        except (ImportError, AttributeError) as exc:
+            # A missing driver or a broken plugin: say which, never crash the caller.
+            raise UnknownConnectorTypeError(
+                name, self.names(), reason=f"it could not be loaded ({type(exc).__name__}: {exc})"
+            ) from None
         if not isinstance(ctype, ConnectorType) or ctype.name != name:
-            raise TypeError(f"{path} is not a ConnectorType named {name!r}")
+            raise UnknownConnectorTypeError(
+                name, self.names(), reason=f"{path} is not a ConnectorType named {name!r}"
+            )
         self._types[name] = ctype
         return ctype
 
@@ -174,8 +182,14 @@ class TypeRegistry:
         return sorted({*self._types, *self._lazy})
 
     def types(self) -> Mapping[str, ConnectorType]:
-        """A read-only view of every type, loading each."""
-        return _pytypes.MappingProxyType({name: self.get(name) for name in self.names()})
+        """A read-only view of every type that loads; a broken plugin is logged and left out."""
+        loaded: dict[str, ConnectorType] = {}
+        for name in self.names():
+            try:
+                loaded[name] = self.get(name)
+            except UnknownConnectorTypeError as exc:
+                logger.warning("connector type %r left out: %s", name, exc.message)
+        return _pytypes.MappingProxyType(loaded)
 
     def __contains__(self, name: object) -> bool:
         return name in self._types or name in self._lazy

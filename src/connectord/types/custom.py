@@ -116,6 +116,10 @@ class CustomType(ConnectorType):
                     )
                 except ssl.SSLError as exc:
                     raise ProbeError(ErrorKind.TLS, f"TLS handshake failed: {exc.reason or exc}") from exc
+                except (ConnectionError, asyncio.IncompleteReadError) as exc:
+                    raise ProbeError(
+                        ErrorKind.TLS, "TLS handshake failed: the server closed the connection"
+                    ) from exc
                 phases["tls_ms"] = _ms(mark)
                 details.update(certificate_details(writer.get_extra_info("ssl_object")))
         finally:

@@ -1,18 +1,102 @@
-"""The ``file`` type: File storage through fsspec: S3-compatible, GCS, Azure, local roots.
+"""The ``file`` type: file storage by URL through fsspec (``docs/file-probe.md``).
 
-Its probe comes with the probes issue.
+``s3://bucket/prefix`` (s3fs; ``endpoint_url`` for S3-compatible stores) and
+``file:///path`` under the operator's roots (``CONNECTORD_FILE_ROOTS``);
+``gs://`` and ``az://`` answer ``unsupported`` with the package they need.
+
+The test lists the base path and reports how many entries it holds (never
+their names). When the connector claims ``write`` and the user asks for a
+``write_check``, it writes and deletes a small probe object.
+
+The AWS plumbing shared with the Lambda probe lives here too: :func:`aws_config`
+(aiobotocore settings that fail within the timeout and connect only to
+egress-checked addresses) and :func:`map_botocore_error`.
 """
 
 from __future__ import annotations
 
-from typing import ClassVar
+import asyncio
+import importlib.util
+import logging
+import os
+import secrets
+import stat
+import time
+from typing import Any, ClassVar
+from urllib.parse import unquote, urlsplit
 
-from connectord.model import Capability
-from connectord.types.base import ConnectorConfig, ConnectorType
+from pydantic import Field, SecretStr, model_validator
+
+from connectord.model import Capability, ErrorKind
+from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.types.serverless import EgressResolver, first_in_chain, ms_since, parse_http_url, refused
+
+MAX_ENTRIES = 1000
+PROBE_PREFIX = ".connectord-probe-"
+PROBE_BODY = b"connectord write check; deleted at once\n"
+# Protocols that fsspec serves through a package of their own, with the package to install.
+EXTRA_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
+AUTH_CODES = frozenset(
+    {
+        "AccessDenied",
+        "AccessDeniedException",
+        "AuthFailure",
+        "ExpiredToken",
+        "ExpiredTokenException",
+        "IncompleteSignature",
+        "InvalidAccessKeyId",
+        "InvalidClientTokenId",
+        "InvalidSecurity",
+        "InvalidToken",
+        "MissingAuthenticationToken",
+        "NotAuthorized",
+        "RequestTimeTooSkewed",
+        "SignatureDoesNotMatch",
+        "UnrecognizedClientException",
+    }
+)
+NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "ResourceNotFoundException", "404"})
+UNAVAILABLE_CODES = frozenset(
+    {"ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException", "TooManyRequestsException"}
+)
 
 
 class FileConfig(ConnectorConfig):
-    """Config of a ``file`` connector."""
+    """Config of a ``file`` connector. The endpoint is a URL: ``s3://bucket/prefix`` or
+    ``file:///folder`` (inside a root the operator configured)."""
+
+    endpoint_url: str | None = Field(
+        default=None,
+        max_length=2048,
+        description="s3: the URL of an S3-compatible store (MinIO, Ceph...); default: AWS S3.",
+    )
+    region: str | None = Field(default=None, max_length=64, description="s3: the region (e.g. eu-west-1).")
+    access_key_id: str | None = Field(
+        default=None, max_length=256, description="s3: access key id (none: anonymous requests)."
+    )
+    secret_access_key: SecretStr | None = Field(default=None, description="s3: secret access key.")
+    session_token: SecretStr | None = Field(
+        default=None, description="s3: session token of temporary credentials."
+    )
+    tls_verify: bool = Field(default=True, description="s3: verify the server certificate and name.")
+    read_only: bool = Field(
+        default=False, description="The connector only reads: it does not claim the write capability."
+    )
+    write_check: bool = Field(
+        default=False,
+        description="Also write and delete a small probe object (.connectord-probe-*) in the base path; "
+        "only done when the connector claims write.",
+    )
+
+    @model_validator(mode="after")
+    def _credentials(self) -> FileConfig:
+        if self.password is not None:
+            raise ValueError("password is not used by file connectors: use secret_access_key")
+        if bool(self.access_key_id) != (self.secret_access_key is not None):
+            raise ValueError("access_key_id and secret_access_key go together")
+        if self.session_token is not None and not self.access_key_id:
+            raise ValueError("session_token needs access_key_id and secret_access_key")
+        return self
 
 
 class FileType(ConnectorType):
@@ -22,3 +106,303 @@ class FileType(ConnectorType):
     description: ClassVar[str] = "File storage through fsspec: S3-compatible, GCS, Azure, local roots."
     config_model: ClassVar[type[ConnectorConfig]] = FileConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (Capability.READ, Capability.WRITE)
+
+    def capabilities(self, config: ConnectorConfig) -> list[str]:
+        """Read and write, or read only when the config says so."""
+        assert isinstance(config, FileConfig)
+        return [str(Capability.READ)] if config.read_only else super().capabilities(config)
+
+    async def probe(self, ctx: ProbeContext) -> ProbeOutcome:
+        """List the base path (a count of entries); write and delete a probe object if asked."""
+        config = ctx.config
+        assert isinstance(config, FileConfig)
+        if not ctx.endpoint or "://" not in ctx.endpoint:
+            raise ProbeError(
+                ErrorKind.INVALID_CONFIG, "the endpoint is a URL: s3://bucket/prefix or file:///path"
+            )
+        protocol = ctx.endpoint.split("://", 1)[0].lower()
+        write = config.write_check and str(Capability.WRITE) in self.capabilities(config)
+        if protocol in {"s3", "s3a"}:
+            details = await _probe_s3(ctx, config, write)
+        elif protocol == "file":
+            details = await _probe_local(ctx, write)
+        elif protocol in EXTRA_PACKAGES:
+            raise _extra_needed(protocol)
+        else:
+            raise ProbeError(
+                ErrorKind.INVALID_CONFIG, f"unknown protocol {protocol!r}: use s3://, file://, gs:// or az://"
+            )
+        if config.write_check and not write:
+            details["write_check"] = "skipped: the connector does not claim write"
+        return ProbeOutcome(details={"protocol": protocol, **details})
+
+
+def _extra_needed(protocol: str) -> ProbeError:
+    package = EXTRA_PACKAGES[protocol]
+    if importlib.util.find_spec(package) is None:
+        return ProbeError(
+            ErrorKind.UNSUPPORTED,
+            f"{protocol}:// needs the {package} package on the server (pip install {package})",
+        )
+    # Installed, but its client resolves and connects by itself, outside the egress policy.
+    return ProbeError(
+        ErrorKind.UNSUPPORTED, f"testing {protocol}:// connectors is not supported yet by this server"
+    )
+
+
+# --- AWS clients --------------------------------------------------------------------
+
+
+def aws_config(timeout: float, resolver: EgressResolver) -> dict[str, Any]:
+    """``AioConfig`` keyword arguments: one attempt, bounded waits, checked addresses, no proxy.
+
+    Also keeps botocore's DEBUG records off: they print request headers, the
+    session token (``X-Amz-Security-Token``) included.
+    """
+    for name in ("botocore", "aiobotocore", "s3fs"):
+        aws_logger = logging.getLogger(name)
+        if aws_logger.getEffectiveLevel() < logging.INFO:
+            aws_logger.setLevel(logging.INFO)
+    return {
+        "connect_timeout": timeout,
+        "read_timeout": timeout,
+        "retries": {"total_max_attempts": 1, "mode": "standard"},
+        "proxies": {},  # not None: None makes botocore read proxies from the environment
+        "connector_args": {"resolver": resolver, "use_dns_cache": False},
+    }
+
+
+def _botocore_kinds() -> tuple[tuple[type[BaseException], ErrorKind], ...]:
+    from botocore import exceptions as bc
+
+    return (
+        (bc.SSLError, ErrorKind.TLS),
+        (bc.ConnectTimeoutError, ErrorKind.TIMEOUT),
+        (bc.ReadTimeoutError, ErrorKind.TIMEOUT),
+        (bc.ProxyConnectionError, ErrorKind.UNAVAILABLE),
+        (bc.ConnectionClosedError, ErrorKind.PROTOCOL),
+        (bc.EndpointConnectionError, ErrorKind.UNAVAILABLE),
+        (bc.HTTPClientError, ErrorKind.UNAVAILABLE),
+        (bc.NoCredentialsError, ErrorKind.INVALID_CONFIG),
+        (bc.PartialCredentialsError, ErrorKind.INVALID_CONFIG),
+        (bc.NoRegionError, ErrorKind.INVALID_CONFIG),
+        (bc.ParamValidationError, ErrorKind.INVALID_CONFIG),
+        (bc.InvalidRegionError, ErrorKind.INVALID_CONFIG),
+        (bc.InvalidEndpointConfigurationError, ErrorKind.INVALID_CONFIG),
+        (bc.BotoCoreError, ErrorKind.PROTOCOL),
+        (bc.ClientError, ErrorKind.UNEXPECTED_STATUS),
+    )
+
+
+def botocore_error_kind(exc_type: type[BaseException]) -> ErrorKind | None:
+    """The error kind of a botocore exception class (client errors refine it by code)."""
+    for cls, kind in _botocore_kinds():
+        if issubclass(exc_type, cls):
+            return kind
+    return None
+
+
+def map_botocore_error(
+    exc: BaseException, service: str, resolver: EgressResolver | None = None
+) -> ProbeError:
+    """A botocore (or s3fs-translated) error as a :class:`ProbeError`; ``service`` names the API."""
+    from botocore.exceptions import BotoCoreError, ClientError
+
+    if resolver is not None and resolver.refusal is not None:
+        return resolver.refusal
+    # s3fs raises OSError subclasses caused by the ClientError.
+    found: BaseException | None = first_in_chain(exc, (BotoCoreError, ClientError))
+    if isinstance(found, ClientError):
+        return _client_error(found, service)
+    if found is None:
+        if isinstance(exc, TimeoutError):
+            return ProbeError(ErrorKind.TIMEOUT, f"{service} did not answer in time")
+        if isinstance(exc, OSError):
+            return ProbeError(ErrorKind.UNAVAILABLE, f"the {service} call failed ({type(exc).__name__})")
+        return ProbeError(ErrorKind.INTERNAL, f"the {service} call failed ({type(exc).__name__})")
+    if refused(found):
+        return ProbeError(ErrorKind.REFUSED, f"connection refused by {service}")
+    kind = botocore_error_kind(type(found)) or ErrorKind.INTERNAL
+    messages = {
+        ErrorKind.TLS: f"TLS with {service} failed",
+        ErrorKind.TIMEOUT: f"{service} did not answer in time",
+        ErrorKind.UNAVAILABLE: f"cannot connect to {service}",
+        ErrorKind.PROTOCOL: f"{service} answered with something unexpected ({type(found).__name__})",
+        ErrorKind.INVALID_CONFIG: f"invalid {service} settings ({type(found).__name__})",
+    }
+    return ProbeError(kind, messages.get(kind, f"the {service} call failed ({type(found).__name__})"))
+
+
+def _client_error(exc: Any, service: str) -> ProbeError:
+    error = exc.response.get("Error", {})
+    code = str(error.get("Code", ""))
+    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+    label = code if code and not code.isdigit() else f"HTTP {status or code}"
+    if code in AUTH_CODES or status in (401, 403):
+        return ProbeError(ErrorKind.AUTH, f"{service} refused the credentials ({label})")
+    if code in NOT_FOUND_CODES or status == 404:
+        return ProbeError(ErrorKind.NOT_FOUND, f"{service}: not found ({label})")
+    if code in UNAVAILABLE_CODES or status in (429, 503):
+        return ProbeError(ErrorKind.UNAVAILABLE, f"{service} is busy or unavailable ({label})")
+    return ProbeError(ErrorKind.UNEXPECTED_STATUS, f"{service} answered an error ({label})")
+
+
+# --- S3 ------------------------------------------------------------------------------
+
+
+def s3_location(endpoint: str) -> tuple[str, str]:
+    """``(bucket, prefix)`` of ``s3://bucket/prefix``; the prefix ends with ``/`` unless empty."""
+    parts = urlsplit(endpoint)
+    if parts.query or parts.fragment or parts.username or parts.password:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint is s3://bucket/prefix, without options")
+    bucket = parts.hostname or ""
+    if not bucket:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint names no bucket (s3://bucket/prefix)")
+    prefix = unquote(parts.path).strip("/")
+    return bucket, f"{prefix}/" if prefix else ""
+
+
+async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[str, Any]:
+    from s3fs import S3FileSystem
+
+    assert ctx.endpoint is not None
+    bucket, prefix = s3_location(ctx.endpoint)
+    phases: dict[str, float] = {}
+    known = []
+    s3_options: dict[str, Any] = {}
+    if config.endpoint_url:
+        _, host, port, _ = parse_http_url(config.endpoint_url)
+        start = time.perf_counter()
+        known = await ctx.egress.resolve(host, port)
+        phases["resolve_ms"] = ms_since(start)
+        # Compatible stores rarely serve bucket.host names; it also keeps the host the one checked.
+        s3_options = {"s3": {"addressing_style": "path"}}
+    # Every host the client looks up (AWS's own names included) goes through the egress policy.
+    resolver = EgressResolver(ctx.egress, known)
+    anonymous = not config.access_key_id
+    fs = S3FileSystem(
+        asynchronous=True,
+        skip_instance_cache=True,
+        use_listings_cache=False,
+        anon=anonymous,  # never the server's own credentials
+        key=config.access_key_id,
+        secret=config.secret_access_key.get_secret_value() if config.secret_access_key else None,
+        token=config.session_token.get_secret_value() if config.session_token else None,
+        endpoint_url=config.endpoint_url,
+        client_kwargs={"region_name": config.region, "verify": config.tls_verify},
+        config_kwargs={**aws_config(ctx.timeout, resolver), **s3_options},
+    )
+    fs.retries = 1  # s3fs retries with back-off by default: a dead store would outlast the timeout
+    client = None
+    details: dict[str, Any] = {"bucket": bucket, "anonymous": anonymous}
+    try:
+        client = await fs.set_session()
+        start = time.perf_counter()
+        listing = await fs._call_s3(
+            "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=MAX_ENTRIES
+        )
+        phases["list_ms"] = ms_since(start)
+        objects = [o for o in listing.get("Contents", []) if o.get("Key") != prefix]
+        details["entries"] = len(objects) + len(listing.get("CommonPrefixes", []))
+        details["entries_truncated"] = bool(listing.get("IsTruncated"))
+        if write:
+            start = time.perf_counter()
+            path = f"{bucket}/{prefix}{PROBE_PREFIX}{secrets.token_hex(8)}"
+            await fs._pipe_file(path, PROBE_BODY)
+            await fs._rm_file(path)
+            details["write_ok"] = not await fs._exists(path)
+            phases["write_ms"] = ms_since(start)
+    except ProbeError:
+        raise
+    except Exception as exc:
+        raise map_botocore_error(exc, "the S3 store", resolver) from exc
+    finally:
+        if client is not None:
+            await client.close()
+    details["phases"] = phases
+    return details
+
+
+# --- local folders -------------------------------------------------------------------
+
+
+def local_folder(endpoint: str, roots: tuple[str, ...]) -> str:
+    """The real path of a ``file://`` folder inside a configured root.
+
+    Outside every root (also through ``..`` or a symlink) is ``egress_denied``,
+    checked before anything else, so a probe cannot learn what exists outside.
+    """
+    parts = urlsplit(endpoint)
+    if parts.netloc not in ("", "localhost") or parts.query or parts.fragment:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "a local endpoint is file:///absolute/path")
+    path = unquote(parts.path)
+    if not os.path.isabs(path):
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "a local endpoint's path must be absolute")
+    if not roots:
+        raise ProbeError(
+            ErrorKind.EGRESS_DENIED, "file policy: no file roots are configured (CONNECTORD_FILE_ROOTS)"
+        )
+    real = os.path.realpath(path)
+    if not any(os.path.commonpath([real, root]) == root for root in map(os.path.realpath, roots)):
+        raise ProbeError(
+            ErrorKind.EGRESS_DENIED,
+            "file policy: the path is outside the configured file roots (CONNECTORD_FILE_ROOTS)",
+        )
+    return real
+
+
+async def _probe_local(ctx: ProbeContext, write: bool) -> dict[str, Any]:
+    assert ctx.endpoint is not None
+    folder = local_folder(ctx.endpoint, ctx.file_roots)
+    phases: dict[str, float] = {}
+    start = time.perf_counter()
+    try:
+        async with asyncio.timeout(ctx.timeout):
+            details = await asyncio.to_thread(_count_entries, folder)
+            phases["list_ms"] = ms_since(start)
+            if write:
+                start = time.perf_counter()
+                details["write_ok"] = await asyncio.to_thread(_write_and_delete, folder)
+                phases["write_ms"] = ms_since(start)
+    except TimeoutError as exc:
+        raise ProbeError(ErrorKind.TIMEOUT, f"the folder did not answer within {ctx.timeout:g} s") from exc
+    except OSError as exc:
+        raise map_os_error(exc) from exc
+    return {**details, "phases": phases}
+
+
+def _count_entries(folder: str) -> dict[str, Any]:
+    if not stat.S_ISDIR(os.stat(folder).st_mode):
+        raise NotADirectoryError(folder)
+    count = 0
+    with os.scandir(folder) as entries:
+        for _ in entries:
+            count += 1
+            if count > MAX_ENTRIES:
+                return {"entries": MAX_ENTRIES, "entries_truncated": True}
+    return {"entries": count, "entries_truncated": False}
+
+
+def _write_and_delete(folder: str) -> bool:
+    path = os.path.join(folder, f"{PROBE_PREFIX}{secrets.token_hex(8)}")
+    # O_EXCL and O_NOFOLLOW: never overwrite, never write through a planted symlink.
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+    try:
+        os.write(fd, PROBE_BODY)
+    finally:
+        os.close(fd)
+        os.unlink(path)
+    return not os.path.lexists(path)
+
+
+def map_os_error(exc: OSError) -> ProbeError:
+    """A local file-system error as a :class:`ProbeError` (never the path: it is in the endpoint)."""
+    if isinstance(exc, FileNotFoundError):
+        return ProbeError(ErrorKind.NOT_FOUND, "no such folder")
+    if isinstance(exc, NotADirectoryError):
+        return ProbeError(ErrorKind.INVALID_CONFIG, "the path is not a folder")
+    if isinstance(exc, PermissionError):
+        return ProbeError(ErrorKind.AUTH, "the server may not read or write this folder")
+    if isinstance(exc, TimeoutError):
+        return ProbeError(ErrorKind.TIMEOUT, "the folder did not answer in time")
+    return ProbeError(ErrorKind.UNAVAILABLE, f"cannot use the folder: {exc.strerror or type(exc).__name__}")
