@@ -534,7 +534,7 @@ def map_milvus_error(exc: BaseException, target: str, *, timed_out: bool = False
     pymilvus reports a server that never completes the gRPC handshake and one
     that speaks another protocol alike (code 2): the time spent tells them apart.
     """
-    import grpc  # type: ignore[import-untyped]
+    import grpc
     from pymilvus import exceptions as mx
 
     rpc = first_in_chain(exc, grpc.RpcError)  # pymilvus wraps gRPC errors in a bare MilvusException
