@@ -52,7 +52,14 @@ from connectord.secrets import (
 from connectord.settings import Settings
 from connectord.store.base import KEEP, IdempotencyRecord, Keep, Store
 from connectord.types.base import ConnectorConfig, ProbeContext, ProbeError, TypeRegistry
-from connectord.validation import check_config, check_metadata, check_name, check_tenant_id, split_endpoint
+from connectord.validation import (
+    check_config,
+    check_metadata,
+    check_name,
+    check_tenant_id,
+    is_id,
+    split_endpoint,
+)
 
 logger = logging.getLogger("connectord")
 
@@ -167,7 +174,7 @@ class ConnectorsFacade:
         store = await self._store(tenant_id)
         return await store.list_connectors(
             tenant_id,
-            connector_type=connector_type,
+            connector_type=self._type_filter(connector_type),
             status=self._status_filter(status),
             limit=_page_limit(limit),
             offset=offset,
@@ -191,7 +198,7 @@ class ConnectorsFacade:
         store = await self._store(tenant_id)
         items = await store.list_connectors(
             tenant_id,
-            connector_type=connector_type,
+            connector_type=self._type_filter(connector_type),
             status=self._status_filter(status),
             limit=limit + 1,
             offset=_check_offset(offset),
@@ -200,6 +207,14 @@ class ConnectorsFacade:
         more = len(items) > limit
         items = items[:limit]
         return Page(items, _encode_cursor(items[-1].id) if more else None)
+
+    @staticmethod
+    def _type_filter(connector_type: str | None) -> str | None:
+        if connector_type is not None and (len(connector_type) > 64 or "\x00" in connector_type):
+            raise ValidationError(
+                "invalid connector_type", [_FieldError(("connector_type",), "is not a connector type name")]
+            )
+        return connector_type
 
     @staticmethod
     def _status_filter(status: str | None) -> str | None:
@@ -212,6 +227,14 @@ class ConnectorsFacade:
     async def get_connector(self, connector_id: str, tenant_id: str) -> ConnectorInfo | None:
         """A connector, or ``None`` if the tenant has none with this id."""
         store = await self._store(tenant_id)
+        return await self._get(store, tenant_id, connector_id)
+
+    @staticmethod
+    async def _get(store: Store, tenant_id: str, connector_id: str) -> ConnectorInfo | None:
+        # An id this store never gives cannot exist: answer without asking the
+        # database, which may refuse such text (PostgreSQL and NUL).
+        if not is_id(connector_id):
+            return None
         return await store.get_connector(tenant_id, connector_id)
 
     # --- writes ----------------------------------------------------------------------
@@ -349,7 +372,7 @@ class ConnectorsFacade:
         """
         store = await self._store(tenant_id)
         for _ in range(_UPDATE_RETRIES):
-            current = await store.get_connector(tenant_id, connector_id)
+            current = await self._get(store, tenant_id, connector_id)
             if current is None:
                 return None
             if expected_version is not None and current.version != expected_version:
@@ -461,6 +484,8 @@ class ConnectorsFacade:
     ) -> bool:
         """Delete a connector with its secrets and history; ``False`` if there is none."""
         store = await self._store(tenant_id)
+        if not is_id(connector_id):
+            return False
         audit = self._audit(tenant_id, actor, "connector.delete", connector_id, {})
         return await store.delete_connector(tenant_id, connector_id, audit, expected_version)
 
@@ -477,7 +502,7 @@ class ConnectorsFacade:
         :class:`InvalidTransitionError`.
         """
         store = await self._store(tenant_id)
-        info = await store.get_connector(tenant_id, connector_id)
+        info = await self._get(store, tenant_id, connector_id)
         if info is None:
             raise NotFoundError("no such connector")
         if info.status == ConnectorStatus.DEPRECATED:
@@ -635,7 +660,7 @@ class ConnectorsFacade:
     ) -> Page[TestResult]:
         """Past test results of a connector, newest first; :class:`NotFoundError` if none."""
         store = await self._store(tenant_id)
-        if await store.get_connector(tenant_id, connector_id) is None:
+        if await self._get(store, tenant_id, connector_id) is None:
             raise NotFoundError("no such connector")
         limit = _page_limit(limit)
         rows = await store.history(tenant_id, connector_id, limit=limit + 1, before=_decode_cursor(cursor))
@@ -649,6 +674,8 @@ class ConnectorsFacade:
         """The tenant's audit events, newest first."""
         store = await self._store(tenant_id)
         limit = _page_limit(limit)
+        if connector_id is not None and not is_id(connector_id):
+            return Page([], None)
         events = await store.list_audit(
             tenant_id, limit=limit + 1, before=_decode_cursor(cursor), connector_id=connector_id
         )

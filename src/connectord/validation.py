@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -19,6 +20,53 @@ NAME_RE = re.compile(r"^[\w][\w .:@/-]{0,199}$")
 MAX_ENDPOINT = 2048
 MAX_METADATA_BYTES = 16384
 _CONTROL = re.compile(r"[\x00-\x20\x7f]")
+
+
+_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
+ID_RE = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
+
+
+def portable_json(value: dict[str, Any]) -> dict[str, Any]:
+    """Refuse JSON that parses but cannot be stored and served back: lone surrogates
+    (not UTF-8), NUL characters, non-finite numbers and integers beyond 64 bits.
+    Stored, such a value would make every later read of the connector, and of the
+    tenant's list, fail to serialise. Raises ``ValueError`` (a pydantic validator)."""
+    stack: list[Any] = [value]
+    while stack:  # iterative: nesting may be as deep as the JSON parser allows
+        item = stack.pop()
+        if isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list | tuple):
+            stack.extend(item)
+        elif isinstance(item, str):
+            if "\x00" in item or (not item.isascii() and not _is_utf8(item)):
+                raise ValueError("strings must be valid Unicode without NUL characters")
+        elif isinstance(item, float) and not math.isfinite(item):
+            raise ValueError("numbers must be finite")
+        elif isinstance(item, int) and not isinstance(item, bool) and not _INT_MIN <= item <= _INT_MAX:
+            raise ValueError("integers must fit in 64 bits")
+    return value
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _portable(value: dict[str, Any], field: str) -> dict[str, Any]:
+    try:
+        return portable_json(value)
+    except ValueError as exc:
+        raise ValidationError(f"invalid {field}", [FieldError((field,), str(exc))]) from None
+
+
+def is_id(value: object) -> bool:
+    """Whether a value can be an id this store gave (a lower-case UUID); others cannot exist."""
+    return isinstance(value, str) and ID_RE.match(value) is not None
 
 
 def check_tenant_id(tenant_id: object) -> str:
@@ -101,7 +149,7 @@ def check_metadata(metadata: object) -> dict[str, Any]:
             "invalid metadata",
             [FieldError(("metadata",), f"must be at most {MAX_METADATA_BYTES} bytes as JSON")],
         )
-    return metadata
+    return _portable(metadata, "metadata")
 
 
 def check_config(ctype: ConnectorType, config: object, carried: SecretTree | None = None) -> ConnectorConfig:
@@ -114,6 +162,7 @@ def check_config(ctype: ConnectorType, config: object, carried: SecretTree | Non
     """
     if not isinstance(config, dict):
         raise ValidationError("invalid config", [FieldError(("config",), "must be a JSON object")])
+    _portable(config, "config")
     carried = dict(carried or {})
     while True:  # each pass drops at least one carried secret, so this ends
         merged = overlay(carried, config)

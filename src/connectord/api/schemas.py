@@ -6,51 +6,17 @@ Responses are serialised from the core's dataclasses with orjson (see
 
 from __future__ import annotations
 
-import math
 from datetime import datetime
 from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
 from connectord.model import ConnectorStatus
+from connectord.validation import portable_json
 
 _STRICT = ConfigDict(extra="forbid")
-_INT_MIN, _INT_MAX = -(2**63), 2**64 - 1
-
-
-def _portable(value: dict[str, Any]) -> dict[str, Any]:
-    """Refuse JSON that parses but cannot be stored and served back: lone surrogates
-    (not UTF-8), NUL characters, non-finite numbers and integers beyond 64 bits.
-    Stored, such a value would make every later read of the connector, and of the
-    tenant's list, fail to serialise."""
-    stack: list[Any] = [value]
-    while stack:  # iterative: nesting may be as deep as the JSON parser allows
-        item = stack.pop()
-        if isinstance(item, dict):
-            stack.extend(item.keys())
-            stack.extend(item.values())
-        elif isinstance(item, list):
-            stack.extend(item)
-        elif isinstance(item, str):
-            if "\x00" in item or (not item.isascii() and not _is_utf8(item)):
-                raise ValueError("strings must be valid Unicode without NUL characters")
-        elif isinstance(item, float) and not math.isfinite(item):
-            raise ValueError("numbers must be finite")
-        elif isinstance(item, int) and not isinstance(item, bool) and not _INT_MIN <= item <= _INT_MAX:
-            raise ValueError("integers must fit in 64 bits")
-    return value
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
 #: A JSON object (``config``, ``metadata``) that can be stored and served back.
-JsonObject = Annotated[dict[str, Any], AfterValidator(_portable)]
+JsonObject = Annotated[dict[str, Any], AfterValidator(portable_json)]
 
 
 class ConnectorCreate(BaseModel):
