@@ -510,29 +510,25 @@ class ConnectorsFacade:
         return await self._test_info(info, actor)
 
     async def _test_info(self, info: ConnectorInfo, actor: str) -> TestResult:
+        result, capabilities = await self._probe_info(info)
+        await self._record(info, result, capabilities, actor)
+        return result
+
+    async def _probe_info(self, info: ConnectorInfo) -> tuple[TestResult, list[str] | None]:
         secrets = await self._open_secrets(info)
         result, capabilities = await self._run_probe(info.connector_type, info.endpoint, info.config, secrets)
         result.connector_id = info.id
+        return result, capabilities
+
+    async def _record(
+        self, info: ConnectorInfo, result: TestResult, capabilities: list[str] | None, actor: str
+    ) -> None:
         audit = self._audit(info.tenant_id, actor, "connector.test", info.id, _test_audit(result))
-        # The probe took time: apply its verdict to the connector as it is now, and only if
-        # it did not change again meanwhile, so a pause or retirement set during the test stands.
-        for _ in range(_UPDATE_RETRIES):
-            current = await self.store.get_connector(info.tenant_id, info.id)
-            if current is None:
-                break  # deleted while the test ran: nothing to record
-            changes = _test_changes(current, result, capabilities)
-            try:
-                await self.store.record_test(
-                    info.tenant_id, result, changes, audit, expected_version=current.version
-                )
-                break
-            except VersionConflictError:
-                continue
-        else:
-            logger.warning(
-                "test result not recorded: the connector kept changing", extra={"connector_id": info.id}
-            )
-        return result
+        # The probe took time: the verdict is applied to the connector as it is inside
+        # the store's transaction, so a pause or retirement set during the test stands.
+        await self.store.record_test(
+            info.tenant_id, result, audit, lambda current: _test_changes(current, result, capabilities)
+        )
 
     async def test_connectors(
         self,
@@ -555,8 +551,11 @@ class ConnectorsFacade:
         pending: set[asyncio.Task[TestResult]] = set()
 
         async def one(info: ConnectorInfo) -> TestResult:
+            # The slot bounds connections, not bookkeeping: recording happens outside it.
             async with gate:
-                return await self._test_info(info, actor)
+                result, capabilities = await self._probe_info(info)
+            await self._record(info, result, capabilities, actor)
+            return result
 
         try:
             cursor: str | None = None
@@ -621,7 +620,8 @@ class ConnectorsFacade:
             ctype = self._registry.get(type_name)
             config = check_config(ctype, overlay(public, secrets))
             timeout = min(config.timeout or self.settings.probe_timeout, self.settings.probe_timeout_max)
-            outcome = await asyncio.wait_for(ctype.probe(self._context(endpoint, config, timeout)), timeout)
+            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                outcome = await ctype.probe(self._context(endpoint, config, timeout))
         except ProbeError as exc:
             return _failure(exc.kind, redact(exc.message, secret_values), start, tested_at, exc.details), None
         except TimeoutError:

@@ -8,6 +8,7 @@ us the tenant, so it looks a key up by its hash alone. The admin-wide methods
 from __future__ import annotations
 
 import abc
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -172,15 +173,12 @@ class Store(abc.ABC):
         self,
         tenant_id: str,
         result: TestResult,
-        changes: dict[str, Any],
         audit: AuditEvent,
-        expected_version: int | None = None,
-    ) -> ConnectorInfo | None:
-        """Store a test result in the history and apply ``changes`` (status, last use).
-
-        ``None`` if the connector is gone; with ``expected_version``,
-        :class:`VersionConflictError` (and nothing stored) if it changed meanwhile.
-        """
+        changes_for: Callable[[ConnectorInfo], dict[str, Any]],
+    ) -> bool:
+        """Store a test result in the history and apply ``changes_for(connector)``,
+        computed from the connector as it is inside the transaction (a pause set while
+        the test ran is seen). ``False`` (nothing stored) if the connector is gone."""
 
     @abc.abstractmethod
     async def history(

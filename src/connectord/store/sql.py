@@ -368,6 +368,31 @@ class SqlStore(Store):
 
         return await self.backend.write(op)
 
+    def _update(self, cols: list[str], guarded: bool, returning: bool) -> Query:
+        """``UPDATE connectors SET <cols>, version = version + 1`` for one connector."""
+
+        def build() -> sa.Update:
+            conds = _where(connectors, "tenant_id", "id")
+            if guarded:
+                conds.append(connectors.c.version == P("expected_version"))
+            values: dict[str, Any] = {c: P(f"new_{c}") for c in cols}
+            values["version"] = connectors.c.version + 1
+            stmt = connectors.update().where(*conds).values(values)
+            return stmt.returning(*connectors.c) if returning else stmt
+
+        return self._q(f"connector.update:{','.join(cols)}:{guarded}:{returning}", build)
+
+    @staticmethod
+    def _update_params(
+        tenant_id: str, connector_id: str, changes: Mapping[str, Any], expected_version: int | None
+    ) -> dict[str, Any]:
+        params: dict[str, Any] = {"tenant_id": tenant_id, "id": connector_id}
+        if expected_version is not None:
+            params["expected_version"] = expected_version
+        for col, value in changes.items():
+            params[f"new_{col}"] = json.dumps(value) if col in _JSON_COLUMNS else value
+        return params
+
     async def _apply_changes(
         self,
         ex: Executor,
@@ -377,24 +402,8 @@ class SqlStore(Store):
         expected_version: int | None,
     ) -> ConnectorInfo | None:
         """Conditional UPDATE ... RETURNING: atomic on both backends, no read-modify-write."""
-        cols = sorted(changes)
-        guarded = expected_version is not None
-
-        def build() -> sa.Update:
-            conds = _where(connectors, "tenant_id", "id")
-            if guarded:
-                conds.append(connectors.c.version == P("expected_version"))
-            values: dict[str, Any] = {c: P(f"new_{c}") for c in cols}
-            values["version"] = connectors.c.version + 1
-            return connectors.update().where(*conds).values(values).returning(*connectors.c)
-
-        q = self._q(f"connector.update:{','.join(cols)}:{guarded}", build)
-        params: dict[str, Any] = {"tenant_id": tenant_id, "id": connector_id}
-        if guarded:
-            params["expected_version"] = expected_version
-        for col in cols:
-            value = changes[col]
-            params[f"new_{col}"] = json.dumps(value) if col in _JSON_COLUMNS else value
+        q = self._update(sorted(changes), expected_version is not None, returning=True)
+        params = self._update_params(tenant_id, connector_id, changes, expected_version)
         row = await ex.one(q, params)
         if row is not None:
             return _connector(row)
@@ -497,11 +506,14 @@ class SqlStore(Store):
         self,
         tenant_id: str,
         result: TestResult,
-        changes: dict[str, Any],
         audit: AuditEvent,
-        expected_version: int | None = None,
-    ) -> ConnectorInfo | None:
+        changes_for: Callable[[ConnectorInfo], dict[str, Any]],
+    ) -> bool:
         ins = self._q("history.insert", lambda: _insert(test_results))
+        lock = self._q(
+            "connector.lock",
+            lambda: sa.select(connectors).where(*_where(connectors, "tenant_id", "id")).with_for_update(),
+        )
         params = {
             "id": audit.id,
             "tenant_id": tenant_id,
@@ -514,13 +526,16 @@ class SqlStore(Store):
             "tested_at": result.tested_at,
         }
 
-        async def op(ex: Executor) -> ConnectorInfo | None:
-            info = await self._apply_changes(ex, tenant_id, result.connector_id, changes, expected_version)
-            if info is None:
-                return None  # deleted while the test ran: nothing to record
+        async def op(ex: Executor) -> bool:
+            row = await ex.one(lock, {"tenant_id": tenant_id, "id": result.connector_id})
+            if row is None:
+                return False  # deleted while the test ran: nothing to record
+            changes = changes_for(_connector(row))
+            update = self._update(sorted(changes), guarded=False, returning=False)
+            await ex.run(update, self._update_params(tenant_id, result.connector_id, changes, None))
             await ex.run(ins, params)
             await self._add_audit(ex, audit)
-            return info
+            return True
 
         return await self.backend.write(op)
 
