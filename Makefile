@@ -6,11 +6,16 @@ PYTEST_ARGS ?=
 
 .PHONY: install run test check lint typecheck bench clean
 
-$(STAMP): pyproject.toml
+PLUGIN := examples/connectord-example-plugin
+
+# pip's output is filtered of this machine's index-location warnings; success is
+# checked by importing what was installed, not by pip's exit code through the pipe.
+$(STAMP): pyproject.toml $(PLUGIN)/pyproject.toml
 	test -x $(PY) || python3 -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip 2>&1 | grep -v "is ignored" || true
 	$(PY) -m pip install -q -e '.[probes,test]' 2>&1 | grep -v "is ignored" || true
-	$(PY) -c "import connectord, asyncpg, fastapi, pytest" && touch $(STAMP)
+	$(PY) -m pip install -q -e $(PLUGIN) 2>&1 | grep -v "is ignored" || true
+	$(PY) -c "import connectord, asyncpg, fastapi, pytest, aiosmtpd, connectord_example_plugin" && touch $(STAMP)
 
 install: $(STAMP)
 

@@ -124,6 +124,8 @@ class ConnectorTypeOut(BaseModel):
     description: str
     capabilities: list[str]
     config_schema: dict[str, Any]
+    providers: list[str] | None = Field(default=None, description="The providers a `provider` field selects.")
+    protocols: list[str] | None = Field(default=None, description="The protocols a `protocol` field selects.")
 
 
 class ConnectorTypeList(BaseModel):
