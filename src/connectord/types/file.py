@@ -8,57 +8,44 @@ The test lists the base path and reports how many entries it holds (never
 their names). When the connector claims ``write`` and the user asks for a
 ``write_check``, it writes and deletes a small probe object.
 
-The AWS plumbing shared with the Lambda probe lives here too: :func:`aws_config`
-(aiobotocore settings that fail within the timeout and connect only to
-egress-checked addresses) and :func:`map_botocore_error`.
+The AWS plumbing (client settings, botocore error mapping) is shared with the
+Lambda probe in ``_aws.py``.
 """
 
 from __future__ import annotations
 
 import asyncio
 import importlib.util
-import logging
 import os
 import secrets
 import stat
-import time
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.types._aws import aws_config, botocore_error_kind, checked_resolver, map_botocore_error
+from connectord.types._net import reveal, timed
 from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types.serverless import EgressResolver, first_in_chain, ms_since, parse_http_url, refused
+
+__all__ = [
+    "MAX_ENTRIES",
+    "PROBE_PREFIX",
+    "FileConfig",
+    "FileType",
+    "botocore_error_kind",
+    "local_folder",
+    "map_botocore_error",
+    "map_os_error",
+    "s3_location",
+]
 
 MAX_ENTRIES = 1000
 PROBE_PREFIX = ".connectord-probe-"
 PROBE_BODY = b"connectord write check; deleted at once\n"
 # Protocols that fsspec serves through a package of their own, with the package to install.
 EXTRA_PACKAGES = {"gs": "gcsfs", "gcs": "gcsfs", "az": "adlfs", "abfs": "adlfs", "abfss": "adlfs"}
-AUTH_CODES = frozenset(
-    {
-        "AccessDenied",
-        "AccessDeniedException",
-        "AuthFailure",
-        "ExpiredToken",
-        "ExpiredTokenException",
-        "IncompleteSignature",
-        "InvalidAccessKeyId",
-        "InvalidClientTokenId",
-        "InvalidSecurity",
-        "InvalidToken",
-        "MissingAuthenticationToken",
-        "NotAuthorized",
-        "RequestTimeTooSkewed",
-        "SignatureDoesNotMatch",
-        "UnrecognizedClientException",
-    }
-)
-NOT_FOUND_CODES = frozenset({"NoSuchBucket", "NoSuchKey", "NotFound", "ResourceNotFoundException", "404"})
-UNAVAILABLE_CODES = frozenset(
-    {"ServiceUnavailable", "SlowDown", "Throttling", "ThrottlingException", "TooManyRequestsException"}
-)
 
 
 class FileConfig(ConnectorConfig):
@@ -150,103 +137,6 @@ def _extra_needed(protocol: str) -> ProbeError:
     )
 
 
-# --- AWS clients --------------------------------------------------------------------
-
-
-def aws_config(timeout: float, resolver: EgressResolver) -> dict[str, Any]:
-    """``AioConfig`` keyword arguments: one attempt, bounded waits, checked addresses, no proxy.
-
-    Also keeps botocore's DEBUG records off: they print request headers, the
-    session token (``X-Amz-Security-Token``) included.
-    """
-    for name in ("botocore", "aiobotocore", "s3fs"):
-        aws_logger = logging.getLogger(name)
-        if aws_logger.getEffectiveLevel() < logging.INFO:
-            aws_logger.setLevel(logging.INFO)
-    return {
-        "connect_timeout": timeout,
-        "read_timeout": timeout,
-        "retries": {"total_max_attempts": 1, "mode": "standard"},
-        "proxies": {},  # not None: None makes botocore read proxies from the environment
-        "connector_args": {"resolver": resolver, "use_dns_cache": False},
-    }
-
-
-def _botocore_kinds() -> tuple[tuple[type[BaseException], ErrorKind], ...]:
-    from botocore import exceptions as bc
-
-    return (
-        (bc.SSLError, ErrorKind.TLS),
-        (bc.ConnectTimeoutError, ErrorKind.TIMEOUT),
-        (bc.ReadTimeoutError, ErrorKind.TIMEOUT),
-        (bc.ProxyConnectionError, ErrorKind.UNAVAILABLE),
-        (bc.ConnectionClosedError, ErrorKind.PROTOCOL),
-        (bc.EndpointConnectionError, ErrorKind.UNAVAILABLE),
-        (bc.HTTPClientError, ErrorKind.UNAVAILABLE),
-        (bc.NoCredentialsError, ErrorKind.INVALID_CONFIG),
-        (bc.PartialCredentialsError, ErrorKind.INVALID_CONFIG),
-        (bc.NoRegionError, ErrorKind.INVALID_CONFIG),
-        (bc.ParamValidationError, ErrorKind.INVALID_CONFIG),
-        (bc.InvalidRegionError, ErrorKind.INVALID_CONFIG),
-        (bc.InvalidEndpointConfigurationError, ErrorKind.INVALID_CONFIG),
-        (bc.BotoCoreError, ErrorKind.PROTOCOL),
-        (bc.ClientError, ErrorKind.UNEXPECTED_STATUS),
-    )
-
-
-def botocore_error_kind(exc_type: type[BaseException]) -> ErrorKind | None:
-    """The error kind of a botocore exception class (client errors refine it by code)."""
-    for cls, kind in _botocore_kinds():
-        if issubclass(exc_type, cls):
-            return kind
-    return None
-
-
-def map_botocore_error(
-    exc: BaseException, service: str, resolver: EgressResolver | None = None
-) -> ProbeError:
-    """A botocore (or s3fs-translated) error as a :class:`ProbeError`; ``service`` names the API."""
-    from botocore.exceptions import BotoCoreError, ClientError
-
-    if resolver is not None and resolver.refusal is not None:
-        return resolver.refusal
-    # s3fs raises OSError subclasses caused by the ClientError.
-    found: BaseException | None = first_in_chain(exc, (BotoCoreError, ClientError))
-    if isinstance(found, ClientError):
-        return _client_error(found, service)
-    if found is None:
-        if isinstance(exc, TimeoutError):
-            return ProbeError(ErrorKind.TIMEOUT, f"{service} did not answer in time")
-        if isinstance(exc, OSError):
-            return ProbeError(ErrorKind.UNAVAILABLE, f"the {service} call failed ({type(exc).__name__})")
-        return ProbeError(ErrorKind.INTERNAL, f"the {service} call failed ({type(exc).__name__})")
-    if refused(found):
-        return ProbeError(ErrorKind.REFUSED, f"connection refused by {service}")
-    kind = botocore_error_kind(type(found)) or ErrorKind.INTERNAL
-    messages = {
-        ErrorKind.TLS: f"TLS with {service} failed",
-        ErrorKind.TIMEOUT: f"{service} did not answer in time",
-        ErrorKind.UNAVAILABLE: f"cannot connect to {service}",
-        ErrorKind.PROTOCOL: f"{service} answered with something unexpected ({type(found).__name__})",
-        ErrorKind.INVALID_CONFIG: f"invalid {service} settings ({type(found).__name__})",
-    }
-    return ProbeError(kind, messages.get(kind, f"the {service} call failed ({type(found).__name__})"))
-
-
-def _client_error(exc: Any, service: str) -> ProbeError:
-    error = exc.response.get("Error", {})
-    code = str(error.get("Code", ""))
-    status = int(exc.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
-    label = code if code and not code.isdigit() else f"HTTP {status or code}"
-    if code in AUTH_CODES or status in (401, 403):
-        return ProbeError(ErrorKind.AUTH, f"{service} refused the credentials ({label})")
-    if code in NOT_FOUND_CODES or status == 404:
-        return ProbeError(ErrorKind.NOT_FOUND, f"{service}: not found ({label})")
-    if code in UNAVAILABLE_CODES or status in (429, 503):
-        return ProbeError(ErrorKind.UNAVAILABLE, f"{service} is busy or unavailable ({label})")
-    return ProbeError(ErrorKind.UNEXPECTED_STATUS, f"{service} answered an error ({label})")
-
-
 # --- S3 ------------------------------------------------------------------------------
 
 
@@ -268,17 +158,9 @@ async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[
     assert ctx.endpoint is not None
     bucket, prefix = s3_location(ctx.endpoint)
     phases: dict[str, float] = {}
-    known = []
-    s3_options: dict[str, Any] = {}
-    if config.endpoint_url:
-        _, host, port, _ = parse_http_url(config.endpoint_url)
-        start = time.perf_counter()
-        known = await ctx.egress.resolve(host, port)
-        phases["resolve_ms"] = ms_since(start)
-        # Compatible stores rarely serve bucket.host names; it also keeps the host the one checked.
-        s3_options = {"s3": {"addressing_style": "path"}}
-    # Every host the client looks up (AWS's own names included) goes through the egress policy.
-    resolver = EgressResolver(ctx.egress, known)
+    resolver = await checked_resolver(ctx, config.endpoint_url, phases)
+    # Compatible stores rarely serve bucket.host names; it also keeps the host the one checked.
+    s3_options = {"s3": {"addressing_style": "path"}} if config.endpoint_url else {}
     anonymous = not config.access_key_id
     fs = S3FileSystem(
         asynchronous=True,
@@ -286,8 +168,8 @@ async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[
         use_listings_cache=False,
         anon=anonymous,  # never the server's own credentials
         key=config.access_key_id,
-        secret=config.secret_access_key.get_secret_value() if config.secret_access_key else None,
-        token=config.session_token.get_secret_value() if config.session_token else None,
+        secret=reveal(config.secret_access_key),
+        token=reveal(config.session_token),
         endpoint_url=config.endpoint_url,
         client_kwargs={"region_name": config.region, "verify": config.tls_verify},
         config_kwargs={**aws_config(ctx.timeout, resolver), **s3_options},
@@ -297,21 +179,19 @@ async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[
     details: dict[str, Any] = {"bucket": bucket, "anonymous": anonymous}
     try:
         client = await fs.set_session()
-        start = time.perf_counter()
-        listing = await fs._call_s3(
-            "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=MAX_ENTRIES
-        )
-        phases["list_ms"] = ms_since(start)
+        with timed(phases, "list_ms"):
+            listing = await fs._call_s3(
+                "list_objects_v2", Bucket=bucket, Prefix=prefix, Delimiter="/", MaxKeys=MAX_ENTRIES
+            )
         objects = [o for o in listing.get("Contents", []) if o.get("Key") != prefix]
         details["entries"] = len(objects) + len(listing.get("CommonPrefixes", []))
         details["entries_truncated"] = bool(listing.get("IsTruncated"))
         if write:
-            start = time.perf_counter()
             path = f"{bucket}/{prefix}{PROBE_PREFIX}{secrets.token_hex(8)}"
-            await fs._pipe_file(path, PROBE_BODY)
-            await fs._rm_file(path)
-            details["write_ok"] = not await fs._exists(path)
-            phases["write_ms"] = ms_since(start)
+            with timed(phases, "write_ms"):
+                await fs._pipe_file(path, PROBE_BODY)
+                await fs._rm_file(path)
+                details["write_ok"] = not await fs._exists(path)
     except ProbeError:
         raise
     except Exception as exc:
@@ -355,15 +235,13 @@ async def _probe_local(ctx: ProbeContext, write: bool) -> dict[str, Any]:
     assert ctx.endpoint is not None
     folder = local_folder(ctx.endpoint, ctx.file_roots)
     phases: dict[str, float] = {}
-    start = time.perf_counter()
     try:
         async with asyncio.timeout(ctx.timeout):
-            details = await asyncio.to_thread(_count_entries, folder)
-            phases["list_ms"] = ms_since(start)
+            with timed(phases, "list_ms"):
+                details = await asyncio.to_thread(_count_entries, folder)
             if write:
-                start = time.perf_counter()
-                details["write_ok"] = await asyncio.to_thread(_write_and_delete, folder)
-                phases["write_ms"] = ms_since(start)
+                with timed(phases, "write_ms"):
+                    details["write_ok"] = await asyncio.to_thread(_write_and_delete, folder)
     except TimeoutError as exc:
         raise ProbeError(ErrorKind.TIMEOUT, f"the folder did not answer within {ctx.timeout:g} s") from exc
     except OSError as exc:

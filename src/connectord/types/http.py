@@ -16,213 +16,62 @@ import base64
 import contextlib
 import functools
 import json
-import re
 import socket
 import ssl
 import time
 from collections.abc import AsyncIterator
 from contextvars import ContextVar
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
+from pydantic import SecretStr
 
 from connectord.egress import parse_ip_literal
 from connectord.model import Capability, ErrorKind
+from connectord.types._http_config import (
+    HTTP_TOKEN,
+    MAX_REDIRECTS,
+    ApiKeyAuth,
+    BasicAuth,
+    BearerAuth,
+    HttpConfig,
+    NoAuth,
+    OAuth2ClientCredentials,
+    is_credential_header,
+)
+from connectord.types._net import (
+    aiohttp_error_kind,
+    certificate_details,
+    error_text,
+    host_key,
+    ms_between,
+    read_at_most,
+    tls_context,
+)
 from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 if TYPE_CHECKING:
     import aiohttp
     from yarl import URL
 
-MAX_BODY_BYTES = 64 * 1024
-MAX_REDIRECTS = 5
-REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
-USER_AGENT = "connectord-probe/0.1"
-#: Header names that always hold credentials (compared lower-case).
-CREDENTIAL_HEADERS = frozenset({"authorization", "proxy-authorization", "cookie", "x-api-key"})
-#: A header whose name contains one of these is a credential too.
-CREDENTIAL_WORDS = ("token", "secret", "key", "auth", "password", "passwd", "credential", "session", "cookie")
-#: Headers that change how the request is framed or routed; the probe owns them.
-RESERVED_HEADERS = frozenset(
-    {"host", "content-length", "transfer-encoding", "connection", "upgrade", "expect", "te", "trailer"}
-)
-_TOKEN = re.compile(r"^[!#$%&'*+\-.^_`|~0-9A-Za-z]{1,256}$")
-_BAD_VALUE = re.compile(r"[\x00\r\n]")
-
-
-def is_credential_header(name: str) -> bool:
-    """True for a header name that carries credentials (stored encrypted)."""
-    lowered = name.lower()
-    return lowered in CREDENTIAL_HEADERS or any(word in lowered for word in CREDENTIAL_WORDS)
-
-
-def _check_header(name: str, value: str) -> None:
-    if not _TOKEN.match(name):
-        raise ValueError(f"header name {name!r} is not a valid HTTP token")
-    if name.lower() in RESERVED_HEADERS:
-        raise ValueError(f"header {name!r} is set by the probe and cannot be configured")
-    if _BAD_VALUE.search(value) or len(value) > 8192:
-        raise ValueError(f"header {name!r} has a line break, a NUL or more than 8192 characters")
-
-
-# --- config ---------------------------------------------------------------------------
-
-
-class _AuthModel(BaseModel):
-    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
-
-
-class NoAuth(_AuthModel):
-    """No authentication (a password in the endpoint URL still gives Basic auth)."""
-
-    kind: Literal["none"] = Field(default="none", description="No authentication.")
-
-
-class BasicAuth(_AuthModel):
-    """HTTP Basic authentication (RFC 7617)."""
-
-    kind: Literal["basic"] = Field(description="HTTP Basic authentication.")
-    username: str = Field(max_length=256, pattern=r"^[^:\x00-\x1f]*$", description="User name (no colon).")
-    password: SecretStr = Field(description="Password.")
-
-
-class BearerAuth(_AuthModel):
-    """A static bearer token (``Authorization: Bearer ...``)."""
-
-    kind: Literal["bearer"] = Field(description="A static bearer token.")
-    token: SecretStr = Field(description="The token.")
-
-
-class ApiKeyAuth(_AuthModel):
-    """An API key sent as a header or a query parameter."""
-
-    model_config = ConfigDict(
-        extra="forbid", hide_input_in_errors=True, validate_by_name=True, serialize_by_alias=True
-    )
-
-    kind: Literal["api_key"] = Field(description="An API key in a header or a query parameter.")
-    name: str = Field(pattern=_TOKEN.pattern, description="Header or query parameter name.")
-    value: SecretStr = Field(description="The key.")
-    location: Literal["header", "query"] = Field(
-        default="header", alias="in", description="Where the key goes: a header or the query string."
-    )
-
-
-class OAuth2ClientCredentials(_AuthModel):
-    """OAuth 2.0 client credentials (RFC 6749 section 4.4): a token fetched for each test."""
-
-    kind: Literal["oauth2_client_credentials"] = Field(description="OAuth 2.0 client credentials.")
-    token_url: str = Field(
-        max_length=2048,
-        pattern=r"^https?://[^\s/?#]+[^\s]*$",
-        description="Token endpoint (http or https); checked by the egress policy like the endpoint.",
-    )
-    client_id: str = Field(max_length=512, description="Client id.")
-    client_secret: SecretStr = Field(description="Client secret.")
-    scope: str | None = Field(default=None, max_length=2048, description="Space-separated scopes.")
-    audience: str | None = Field(default=None, max_length=2048, description="Audience (Auth0, Okta...).")
-    client_auth: Literal["basic", "body"] = Field(
-        default="basic",
-        description="How the client authenticates to the token endpoint: HTTP Basic or form fields.",
-    )
-
-
-HttpAuth = Annotated[
-    NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | OAuth2ClientCredentials, Field(discriminator="kind")
+__all__ = [
+    "ApiKeyAuth",
+    "BasicAuth",
+    "BearerAuth",
+    "HttpConfig",
+    "HttpType",
+    "NoAuth",
+    "OAuth2ClientCredentials",
+    "error_kind",
+    "is_credential_header",
 ]
 
-
-class HttpConfig(ConnectorConfig):
-    """Config of an ``http`` connector. The endpoint is the base URL (http or https)."""
-
-    method: Literal["GET", "HEAD"] = Field(
-        default="GET", description="Request method. Only GET and HEAD: a test never changes anything."
-    )
-    health_path: str | None = Field(
-        default=None,
-        max_length=2048,
-        description="Path (and query) appended to the endpoint's path for the test, e.g. /healthz.",
-    )
-    headers: dict[str, str] = Field(
-        default_factory=dict,
-        description="Extra request headers, not secret. Credential headers (Authorization, Cookie, "
-        "X-Api-Key, or a name containing token, secret, key, auth, password, session...) are moved to "
-        "secret_headers and stored encrypted.",
-    )
-    secret_headers: dict[str, SecretStr] = Field(
-        default_factory=dict, description="Request headers that hold credentials; write-only."
-    )
-    expected_status: list[Annotated[int, Field(ge=100, le=599)]] | None = Field(
-        default=None,
-        min_length=1,
-        max_length=100,
-        description="Status codes that count as success (after redirects); default any 2xx or 3xx.",
-    )
-    follow_redirects: bool = Field(
-        default=True,
-        description=f"Follow up to {MAX_REDIRECTS} redirects, each checked by the egress policy.",
-    )
-    tls_verify: bool = Field(default=True, description="Verify the server certificate and its name.")
-    ca_pem: str | None = Field(
-        default=None,
-        max_length=65536,
-        description="CA certificates (PEM text) to trust instead of the system store.",
-    )
-    auth: HttpAuth = Field(default_factory=NoAuth, description="How the probe authenticates.")
-
-    @model_validator(mode="before")
-    @classmethod
-    def _move_credential_headers(cls, data: Any) -> Any:
-        """Headers that hold credentials become secret headers (DESIGN section 4)."""
-        if not isinstance(data, dict) or not isinstance(data.get("headers"), dict):
-            return data
-        moved = {k: v for k, v in data["headers"].items() if is_credential_header(str(k))}
-        if not moved:
-            return data
-        secret = data.get("secret_headers")
-        secret = dict(secret) if isinstance(secret, dict) else {}
-        lowered = {str(k).lower() for k in moved}
-        secret = {k: v for k, v in secret.items() if str(k).lower() not in lowered}
-        plain = {k: v for k, v in data["headers"].items() if k not in moved}
-        return {**data, "headers": plain, "secret_headers": {**secret, **moved}}
-
-    @field_validator("health_path")
-    @classmethod
-    def _health_path(cls, value: str | None) -> str | None:
-        if value is not None and (
-            not value.startswith("/") or value.startswith("//") or re.search(r"[\x00-\x20\x7f\\#]", value)
-        ):
-            raise ValueError("must be a path starting with a single /, without spaces, backslashes or #")
-        return value
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _pem(cls, value: str | None) -> str | None:
-        if value is None:
-            return None
-        if "PRIVATE KEY" in value:
-            raise ValueError("holds a private key; give only CA certificates")
-        if "-----BEGIN CERTIFICATE-----" not in value:
-            raise ValueError("is not PEM text with -----BEGIN CERTIFICATE----- blocks")
-        try:
-            ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=value)
-        except (ssl.SSLError, ValueError) as exc:
-            raise ValueError("holds a certificate that does not parse") from exc
-        return value
-
-    @model_validator(mode="after")
-    def _valid_headers(self) -> HttpConfig:
-        for name, value in self.headers.items():
-            _check_header(name, value)
-        for name, secret in self.secret_headers.items():
-            _check_header(name, secret.get_secret_value())
-        both = {n.lower() for n in self.headers} & {n.lower() for n in self.secret_headers}
-        if both:
-            raise ValueError(f"headers and secret_headers both set {', '.join(sorted(both))}")
-        return self
+MAX_BODY_BYTES = 64 * 1024
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+USER_AGENT = "connectord-probe/0.1"
+#: aiohttp speaks HTTP/1.1 only: say so in the handshake.
+ALPN = ("http/1.1",)
 
 
 # --- error mapping --------------------------------------------------------------------
@@ -231,86 +80,14 @@ class HttpConfig(ConnectorConfig):
 def error_kind(exc: BaseException | type[BaseException]) -> ErrorKind:
     """The error kind of an aiohttp, asyncio, ssl or OS exception (an instance or a class).
 
-    The one mapping of this probe (STYLE habit 3); ``internal`` means "not a
-    connection failure we know", which the facade reports as a probe bug.
-    An instance is refined by the OS error it wraps (refused, timed out).
+    The one mapping of this probe (STYLE habit 3, shared with the other HTTP
+    probes); ``internal`` means "not a connection failure we know", which the
+    facade reports as a probe bug.
     """
-    import aiohttp
-    from aiohttp import http_exceptions
-
-    cls = exc if isinstance(exc, type) else type(exc)
-    if not isinstance(exc, type):
-        cause = getattr(exc, "os_error", None) or exc.__cause__
-        if isinstance(exc, aiohttp.ClientOSError | ConnectionError) and isinstance(
-            cause, ConnectionRefusedError
-        ):
-            return ErrorKind.REFUSED
-        if isinstance(exc, aiohttp.ClientConnectorError) and isinstance(cause, TimeoutError):
-            return ErrorKind.TIMEOUT
-    e, k = aiohttp, ErrorKind
-    table: tuple[tuple[tuple[type[BaseException], ...], ErrorKind], ...] = (
-        ((e.ServerFingerprintMismatch, e.ClientSSLError, ssl.SSLError), k.TLS),
-        ((e.ClientConnectorDNSError,), k.DNS),
-        ((TimeoutError,), k.TIMEOUT),  # asyncio's and aiohttp's timeouts subclass it
-        ((e.ClientProxyConnectionError, e.ClientHttpProxyError), k.UNAVAILABLE),  # no proxy is used
-        ((ConnectionRefusedError,), k.REFUSED),
-        ((e.ClientConnectorError,), k.UNAVAILABLE),
-        ((e.ServerDisconnectedError, e.ClientConnectionResetError, e.ClientResponseError), k.PROTOCOL),
-        ((e.ClientPayloadError, e.RedirectClientError, http_exceptions.HttpProcessingError), k.PROTOCOL),
-        ((e.InvalidURL, e.NonHttpUrlClientError, UnicodeError), k.INVALID_CONFIG),
-        ((e.ClientConnectionError,), k.UNAVAILABLE),
-        ((e.ClientError, e.WSMessageTypeError, ConnectionError), k.PROTOCOL),
-        ((OSError,), k.UNAVAILABLE),
-    )
-    for bases, kind in table:
-        if issubclass(cls, bases):
-            return kind
-    return ErrorKind.INTERNAL
-
-
-_TEXTS = {
-    ErrorKind.REFUSED: "connection refused by {where}",
-    ErrorKind.TIMEOUT: "{where} did not answer in time",
-    ErrorKind.DNS: "cannot resolve {where}",
-    ErrorKind.INVALID_CONFIG: "the URL for {where} is not valid",
-}
-
-
-def _error_text(exc: BaseException, kind: ErrorKind, where: str) -> str:
-    """What failed, in words a tenant can act on: no class names, traces or secrets."""
-    if kind in _TEXTS:
-        return _TEXTS[kind].format(where=where)
-    if kind is ErrorKind.TLS:
-        inner = getattr(exc, "certificate_error", None) or getattr(exc, "os_error", None) or exc
-        reason = (
-            getattr(inner, "verify_message", None) or getattr(inner, "reason", None) or "handshake failed"
-        )
-        return f"TLS with {where} failed: {reason}"
-    if kind is ErrorKind.UNAVAILABLE:
-        inner = getattr(exc, "os_error", None) or exc
-        return f"cannot connect to {where}: {getattr(inner, 'strerror', None) or 'connection failed'}"
-    detail = getattr(exc, "message", None)
-    if isinstance(detail, str) and detail:
-        return f"{where} did not answer valid HTTP: {detail[:120]}"
-    return f"{where} did not answer valid HTTP (the connection was closed or the answer cut short)"
+    return aiohttp_error_kind(exc) or ErrorKind.INTERNAL
 
 
 # --- the probe ------------------------------------------------------------------------
-
-
-@functools.lru_cache(maxsize=32)
-def ssl_context(verify: bool, ca_pem: str | None) -> ssl.SSLContext:
-    """A client TLS context, cached: building one costs tens of milliseconds (the CA store)."""
-    ctx = ssl.create_default_context(cadata=ca_pem) if ca_pem else ssl.create_default_context()
-    if not verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    ctx.set_alpn_protocols(["http/1.1"])
-    return ctx
-
-
-def _ms(start: float, end: float) -> float:
-    return round((end - start) * 1000, 3)
 
 
 @dataclass(slots=True)
@@ -347,7 +124,7 @@ class _Hop:
         spans["first_byte_ms"] = (self.ready, self.first_byte)
         for name, (start, end) in spans.items():
             if start and end:
-                into[name] = round(into.get(name, 0.0) + _ms(start, end), 3)
+                into[name] = round(into.get(name, 0.0) + ms_between(start, end), 3)
 
 
 class _TimedSocket(socket.socket):
@@ -379,28 +156,18 @@ def _current_hop() -> _Hop | None:
 @functools.cache
 def _connector_class() -> type[aiohttp.TCPConnector]:
     import aiohttp
-    from aiohttp.abc import AbstractResolver, ResolveResult
 
-    class PinnedResolver(AbstractResolver):
+    from connectord.types._checked_http import CheckedResolver
+
+    class PinnedResolver(CheckedResolver):
         """Answers only the names the egress policy checked for this test, with its addresses."""
 
-        async def resolve(
-            self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
-        ) -> list[ResolveResult]:
+        async def addresses(self, host: str, port: int) -> list[str]:
             run = _CURRENT.get()
-            addresses = run.pins.get(host.lower().rstrip(".")) if run is not None else None
+            addresses = run.pins.get(host_key(host)) if run is not None else None
             if addresses is None:
                 raise OSError(f"{host} was not checked by the egress policy")
-            v4, v6 = socket.AF_INET, socket.AF_INET6
-            return [
-                ResolveResult(
-                    hostname=host, host=a, port=port, family=v6 if ":" in a else v4, proto=0, flags=0
-                )
-                for a in addresses
-            ]
-
-        async def close(self) -> None:
-            """Nothing to release."""
+            return addresses
 
     class ProbeConnector(aiohttp.TCPConnector):
         """A fresh connection per request (never pooled), pinned addresses, timestamps per hop."""
@@ -473,24 +240,6 @@ async def _session() -> AsyncIterator[aiohttp.ClientSession]:
             await shared.session.close()
 
 
-def certificate_details(sslobj: ssl.SSLObject | None) -> dict[str, Any]:
-    """TLS version, cipher and the peer certificate's expiry (read even when not verified)."""
-    if sslobj is None:
-        return {}
-    details: dict[str, Any] = {"tls_version": sslobj.version()}
-    cipher = sslobj.cipher()
-    if cipher:
-        details["tls_cipher"] = cipher[0]
-    der = sslobj.getpeercert(binary_form=True)
-    if der:
-        from cryptography import x509
-
-        expires = x509.load_der_x509_certificate(der).not_valid_after_utc
-        details["certificate_expires_at"] = expires.isoformat()
-        details["certificate_days_left"] = (expires - datetime.now(UTC)).days
-    return details
-
-
 @dataclass(slots=True)
 class _Run:
     """One test: its config, the secrets to keep out of every text, and what it saw."""
@@ -540,10 +289,10 @@ class _Run:
         if literal is not None:  # aiohttp refuses legacy spellings: send the checked form
             url = url.with_host(str(literal))
         else:
-            self.pins[host.lower().rstrip(".")] = [d.address for d in destinations]
+            self.pins[host_key(host)] = [d.address for d in destinations]
         ssl_arg: ssl.SSLContext | bool = True
         if url.scheme == "https":
-            ssl_arg = ssl_context(self.config.tls_verify, self.config.ca_pem)
+            ssl_arg = tls_context(self.config.tls_verify, self.config.ca_pem, ALPN)
         response = await session.request(method, url, allow_redirects=False, ssl=ssl_arg, **kwargs)
         hop.first_byte = time.perf_counter()
         return response, hop
@@ -597,19 +346,6 @@ def _secret_values(config: HttpConfig, url: URL) -> list[str]:
     return values
 
 
-async def _read_capped(response: aiohttp.ClientResponse) -> bytes:
-    """At most MAX_BODY_BYTES of the body; the rest is dropped with the connection."""
-    chunks: list[bytes] = []
-    size = 0
-    while size < MAX_BODY_BYTES:
-        chunk = await response.content.read(MAX_BODY_BYTES - size)
-        if not chunk:
-            break
-        chunks.append(chunk)
-        size += len(chunk)
-    return b"".join(chunks)
-
-
 def _same_origin(a: URL, b: URL) -> bool:
     """Credentials follow a redirect only to the same origin, or its upgrade to https."""
     if (a.raw_host or "").lower().rstrip(".") != (b.raw_host or "").lower().rstrip("."):
@@ -633,8 +369,8 @@ async def _fetch_token(run: _Run, session: aiohttp.ClientSession, auth: OAuth2Cl
     started = time.perf_counter()
     response, _ = await run.send(session, "POST", URL(auth.token_url), data=form, headers=headers)
     async with response:
-        body = await _read_capped(response)
-    run.phases["auth_ms"] = _ms(started, time.perf_counter())
+        body = await read_at_most(response, MAX_BODY_BYTES)
+    run.phases["auth_ms"] = ms_between(started, time.perf_counter())
     run.hops.pop()  # the token request is timed as auth_ms, not as the endpoint's phases
     try:
         payload = json.loads(body) if body else {}
@@ -642,7 +378,7 @@ async def _fetch_token(run: _Run, session: aiohttp.ClientSession, auth: OAuth2Cl
         payload = None
     if response.status != 200 or not isinstance(payload, dict):
         code = payload.get("error") if isinstance(payload, dict) else None
-        reason = f" ({code})" if isinstance(code, str) and _TOKEN.match(code) else ""
+        reason = f" ({code})" if isinstance(code, str) and HTTP_TOKEN.match(code) else ""
         kind = ErrorKind.AUTH if response.status in (400, 401, 403) else ErrorKind.UNEXPECTED_STATUS
         raise ProbeError(
             kind,
@@ -690,7 +426,7 @@ async def _exchange(run: _Run, session: aiohttp.ClientSession) -> dict[str, Any]
         async with response:
             location = response.headers.get("Location")
             if not (config.follow_redirects and response.status in REDIRECT_STATUSES and location):
-                body = b"" if method == "HEAD" else await _read_capped(response)
+                body = b"" if method == "HEAD" else await read_at_most(response, MAX_BODY_BYTES)
                 return _answer(run, response, hop, len(body))
             run.redirects.append({"url": run.shown(url), "status": response.status})
         url = _next_url(url, location)
@@ -765,7 +501,7 @@ class HttpType(ConnectorType):
             kind = error_kind(exc)
             if kind is ErrorKind.INTERNAL:
                 raise
-            text = run.scrub(_error_text(exc, kind, run.where or "the endpoint"))
+            text = run.scrub(error_text(exc, kind, run.where or "the endpoint", quote_server=True))
             raise ProbeError(kind, text, run.details()) from None
         finally:
             _CURRENT.reset(token)

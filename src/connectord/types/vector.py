@@ -5,7 +5,7 @@ version API and reports ``provider``, ``server_version``, ``collection_count``
 and, for a named ``collection``, its ``dimension`` and ``metric`` where the
 provider tells them. pgvector goes through the sql type's PostgreSQL
 connection; Milvus through pymilvus (gRPC) in a thread; the others over HTTP
-with :class:`~connectord.types.serverless.CheckedHttp`, which connects only to
+with :class:`~connectord.types._checked_http.CheckedHttp`, which connects only to
 egress-checked addresses.
 """
 
@@ -21,20 +21,22 @@ import threading
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any, ClassVar, TypeVar
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types.serverless import (
-    CheckedHttp,
-    check_pem,
+from connectord.types._checked_http import CheckedHttp, status_error
+from connectord.types._net import (
+    CaPem,
     first_in_chain,
-    ms_since,
+    open_tcp,
     parse_http_url,
-    status_error,
+    reveal,
+    split_endpoint,
+    timed,
 )
+from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types.sql import SslMode
 
 T = TypeVar("T")
@@ -106,14 +108,9 @@ class VectorConfig(ConnectorConfig):
         default=None, description="pgvector: TLS mode as for sql connectors (default prefer)."
     )
     tls_verify: bool = Field(default=True, description="Verify the server certificate and name.")
-    ca_pem: str | None = Field(
+    ca_pem: CaPem = Field(
         default=None, max_length=65536, description="CA certificates (PEM text, not a path) to trust."
     )
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _pem_text(cls, value: str | None) -> str | None:
-        return check_pem(value)
 
     @model_validator(mode="after")
     def _provider_fields(self) -> VectorConfig:
@@ -148,10 +145,6 @@ class VectorType(ConnectorType):
         assert isinstance(config, VectorConfig)
         details = await _PROBES[config.provider](ctx, config)
         return ProbeOutcome(details={"provider": str(config.provider), **details})
-
-
-def _secret(value: SecretStr | None) -> str | None:
-    return value.get_secret_value() if value is not None else None
 
 
 def _http(ctx: ProbeContext, config: VectorConfig, headers: dict[str, str], endpoint: str) -> CheckedHttp:
@@ -197,21 +190,12 @@ _PG_OPCLASSES = """
 
 
 def _pg_target(endpoint: str | None, config: VectorConfig) -> tuple[str, int, str | None, str | None]:
-    if not endpoint:
-        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint is required (postgresql://host:port/db)")
-    bare = "://" not in endpoint
-    parts = urlsplit(f"postgresql://{endpoint}" if bare else endpoint)
+    parts, host, port = split_endpoint(endpoint, "postgresql", "postgresql://host:port/db")
     if parts.scheme.lower() not in {"postgresql", "postgres"}:
         raise ProbeError(ErrorKind.INVALID_CONFIG, "pgvector endpoints are postgresql://host:port/db")
-    try:
-        port = parts.port or DEFAULT_PORTS[VectorProvider.PGVECTOR]
-    except ValueError as exc:
-        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint's port is not a number") from exc
-    if not parts.hostname:
-        raise ProbeError(ErrorKind.INVALID_CONFIG, "the endpoint needs a host")
     database = config.database or unquote(parts.path.lstrip("/")) or None
     user = config.username or (unquote(parts.username) if parts.username else None)
-    return parts.hostname, port, database, user
+    return host, port or DEFAULT_PORTS[VectorProvider.PGVECTOR], database, user
 
 
 async def _probe_pgvector(ctx: ProbeContext, config: VectorConfig) -> dict[str, Any]:
@@ -221,16 +205,15 @@ async def _probe_pgvector(ctx: ProbeContext, config: VectorConfig) -> dict[str, 
     conn, phases = await connect_postgres(
         ctx, host, port, database, user, ssl_mode=config.ssl_mode, ca_pem=config.ca_pem
     )
-    start = time.perf_counter()
     try:
-        async with conn.transaction(readonly=True):
-            details = await _pgvector_queries(conn, config, database or user)
+        with timed(phases, "probe_ms"):
+            async with conn.transaction(readonly=True):
+                details = await _pgvector_queries(conn, config, database or user)
     except ProbeError:
         raise
     except Exception as exc:
         raise map_postgres_error(exc) from exc
     finally:
-        phases["probe_ms"] = ms_since(start)
         try:
             await conn.close(timeout=1)
         except Exception:  # noqa: BLE001 - the answer is already known; a slow goodbye changes nothing
@@ -277,7 +260,7 @@ def _pg_metric(opclass: str) -> str | None:
 
 
 async def _probe_chroma(ctx: ProbeContext, config: VectorConfig) -> dict[str, Any]:
-    key = _secret(config.api_key)
+    key = reveal(config.api_key)
     headers = {"x-chroma-token": key} if key else {}
     tenant = quote(config.tenant or "default_tenant", safe="")
     database = quote(config.database or "default_database", safe="")
@@ -304,7 +287,7 @@ async def _probe_chroma(ctx: ProbeContext, config: VectorConfig) -> dict[str, An
 
 
 async def _probe_qdrant(ctx: ProbeContext, config: VectorConfig) -> dict[str, Any]:
-    key = _secret(config.api_key)
+    key = reveal(config.api_key)
     async with _http(ctx, config, {"api-key": key} if key else {}, ctx.endpoint or "") as http:
         root = await http.get_json("/", "the root route")
         await _expect_ok(http, "/readyz", "the readiness route /readyz")
@@ -326,7 +309,7 @@ async def _probe_qdrant(ctx: ProbeContext, config: VectorConfig) -> dict[str, An
 
 
 async def _probe_weaviate(ctx: ProbeContext, config: VectorConfig) -> dict[str, Any]:
-    key = _secret(config.api_key)
+    key = reveal(config.api_key)
     headers = {"Authorization": f"Bearer {key}"} if key else {}
     async with _http(ctx, config, headers, ctx.endpoint or "") as http:
         await _expect_ok(http, "/v1/.well-known/ready", "the readiness route")
@@ -350,7 +333,7 @@ async def _probe_weaviate(ctx: ProbeContext, config: VectorConfig) -> dict[str, 
 
 
 async def _probe_pinecone(ctx: ProbeContext, config: VectorConfig) -> dict[str, Any]:
-    headers = {"Api-Key": _secret(config.api_key) or "", "X-Pinecone-API-Version": PINECONE_API_VERSION}
+    headers = {"Api-Key": reveal(config.api_key) or "", "X-Pinecone-API-Version": PINECONE_API_VERSION}
     async with _http(ctx, config, headers, ctx.endpoint or PINECONE_CONTROL_PLANE) as http:
         listing = await http.get_json("/indexes", "the indexes route")
         # The control plane has no version route: the API version is what we know.
@@ -406,30 +389,29 @@ async def _probe_milvus(ctx: ProbeContext, config: VectorConfig) -> dict[str, An
         raise ProbeError(ErrorKind.INVALID_CONFIG, "milvus over TLS always verifies the certificate")
     deadline = time.monotonic() + ctx.timeout
     phases: dict[str, float] = {}
-    start = time.perf_counter()
-    destinations = await ctx.egress.resolve(host, port)
-    phases["resolve_ms"] = ms_since(start)
+    with timed(phases, "resolve_ms"):
+        destinations = await ctx.egress.resolve(host, port)
     address = destinations[0].address
-    start = time.perf_counter()
-    await _tcp_reachable(address, port, f"{host}:{port}", deadline)
-    phases["connect_ms"] = ms_since(start)
-    token = _secret(config.api_key)
+    with timed(phases, "connect_ms"):
+        # Tell refused and silent servers apart before gRPC folds both into one error.
+        _, writer = await open_tcp(address, port, f"{host}:{port}", deadline)
+        writer.close()
+    token = reveal(config.api_key)
     if token is None and config.username:
-        token = f"{config.username}:{_secret(config.password) or ''}"
-    start = time.perf_counter()
+        token = f"{config.username}:{reveal(config.password) or ''}"
     calls = functools.partial(_milvus_calls, scheme, host, address, port, token, config, deadline)
     try:
         # pymilvus bounds each call, but a safety net costs nothing: past the deadline
         # the probe answers and the thread is left to finish on its own.
         async with asyncio.timeout(max(deadline - time.monotonic(), 0) + 1.0):
-            details = await in_daemon_thread(calls)
+            with timed(phases, "probe_ms"):
+                details = await in_daemon_thread(calls)
     except TimeoutError as exc:
         raise ProbeError(ErrorKind.TIMEOUT, f"{host}:{port} did not answer in time") from exc
     except ProbeError:
         raise
     except Exception as exc:
         raise map_milvus_error(exc, f"{host}:{port}", timed_out=time.monotonic() >= deadline - 0.25) from exc
-    phases["probe_ms"] = ms_since(start)
     return {**details, "phases": phases}
 
 
@@ -458,20 +440,6 @@ def in_daemon_thread(work: Callable[[], T]) -> asyncio.Future[T]:
 
     threading.Thread(target=run, name="connectord-milvus", daemon=True).start()
     return future
-
-
-async def _tcp_reachable(address: str, port: int, target: str, deadline: float) -> None:
-    """Tell refused and silent servers apart before gRPC folds both into one error."""
-    try:
-        async with asyncio.timeout(max(deadline - time.monotonic(), 0.001)):
-            _, writer = await asyncio.open_connection(address, port)
-    except ConnectionRefusedError as exc:
-        raise ProbeError(ErrorKind.REFUSED, f"connection refused by {target}") from exc
-    except TimeoutError as exc:
-        raise ProbeError(ErrorKind.TIMEOUT, f"{target} did not accept a connection in time") from exc
-    except OSError as exc:
-        raise ProbeError(ErrorKind.UNAVAILABLE, f"cannot connect to {target}: {exc.strerror}") from exc
-    writer.close()
 
 
 def _milvus_calls(
