@@ -129,6 +129,14 @@ def test_metrics_count_requests_by_route_and_status(
     assert _delta(before, after, latency, route=by_id, method="GET") == 3
 
 
+def test_connector_types_publish_providers_and_protocols(api_tenant: Tenant) -> None:
+    types = {item["name"]: item for item in api_tenant.http.get("/api/v1/connector-types").json()["items"]}
+    assert types["vector"]["providers"] == ["pgvector", "chroma", "milvus", "qdrant", "weaviate", "pinecone"]
+    assert types["serverless"]["providers"] == ["http", "aws_lambda"]
+    assert types["stream"]["protocols"] == ["kafka", "nats", "amqp", "mqtt", "redis"]
+    assert "providers" not in types["http"]
+
+
 def test_metrics_count_test_outcomes_by_type_and_error_kind(
     server: Server, api_tenant: Tenant, unique: Names, closed_port: int, listener: int
 ) -> None:

@@ -104,13 +104,31 @@ class ConnectorType:
         )
 
     def describe(self) -> dict[str, Any]:
-        """The public description: name, capabilities, config JSON Schema."""
-        return {
+        """The public description: name, capabilities, config JSON Schema, and the
+        choices of a ``provider`` or ``protocol`` field as ``providers``/``protocols``."""
+        schema = self.config_model.model_json_schema()
+        described: dict[str, Any] = {
             "name": self.name,
             "description": self.description,
             "capabilities": [str(c) for c in self.default_capabilities],
-            "config_schema": self.config_model.model_json_schema(),
+            "config_schema": schema,
         }
+        for name, key in (("provider", "providers"), ("protocol", "protocols")):
+            choices = _choices(schema, name)
+            if choices:
+                described[key] = choices
+        return described
+
+
+def _choices(schema: Mapping[str, Any], field: str) -> list[str]:
+    """The enum of a top-level field, following one ``$ref`` (or an ``anyOf`` with null)."""
+    prop = schema.get("properties", {}).get(field, {})
+    for option in [prop, *prop.get("anyOf", [])]:
+        ref = option.get("$ref", "")
+        target = schema.get("$defs", {}).get(ref.rsplit("/", 1)[-1], {}) if ref else option
+        if "enum" in target:
+            return [str(v) for v in target["enum"]]
+    return []
 
 
 # Built-ins by dotted path, imported on first use (fsspec's registry does the same).

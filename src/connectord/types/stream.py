@@ -21,7 +21,7 @@ import re
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, ClassVar, Literal, get_args
+from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -220,10 +220,6 @@ class StreamType(ConnectorType):
     description: ClassVar[str] = "Message streams: Kafka, NATS, AMQP (RabbitMQ), MQTT, Redis streams."
     config_model: ClassVar[type[ConnectorConfig]] = StreamConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (Capability.READ, Capability.STREAM)
-
-    def describe(self) -> dict[str, Any]:
-        """The public description, with the protocols this type speaks."""
-        return {**super().describe(), "protocols": list(get_args(Protocol))}
 
     async def probe(self, ctx: ProbeContext) -> ProbeOutcome:
         """Connect and authenticate, then read server info and the named topic, within ``ctx.timeout``."""
