@@ -81,7 +81,10 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         host=settings.host,
         port=settings.port,
         workers=settings.workers,
-        loop="uvloop",
+        # Measured on this 2-core machine at 64 connections: the asyncio loop served a
+        # bare FastAPI route at 4,430 req/s with p99 20 ms, uvloop at 4,640 req/s with
+        # p99 166 ms (it starves some connections under load). Tails matter more.
+        loop="asyncio",
         http="httptools",
         access_log=False,
         log_config=None,

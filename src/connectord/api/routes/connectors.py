@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Header, Query
 from starlette.responses import Response
 
-from connectord.api.deps import NO_NUL, Cursor, Facade, Limiter, PathId, Reader, Tester, Writer
+from connectord.api.deps import NO_NUL, Cursor, PathId, Reader, Tester, Writer
 from connectord.api.docs import problems
 from connectord.api.responses import connector_response, json_response, page_response, parse_if_match
 from connectord.api.schemas import (
@@ -36,7 +36,6 @@ _MISSING = "no connector with this id in your tenant"
     summary="List connectors",
 )
 async def list_connectors(
-    facade: Facade,
     who: Reader,
     connector_type: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
     status: ConnectorStatus | None = None,
@@ -45,7 +44,7 @@ async def list_connectors(
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Seed-compatible offset paging.")] = 0,
 ) -> Response:
     """The tenant's connectors in creation order, keyset-paginated (follow `next_cursor`)."""
-    page = await facade.list_connectors_page(who.tenant_id, connector_type, status, limit, cursor, offset)
+    page = await who.facade.list_connectors_page(who.tenant_id, connector_type, status, limit, cursor, offset)
     return page_response(page)
 
 
@@ -59,14 +58,13 @@ async def list_connectors(
 )
 async def register_connector(
     body: ConnectorCreate,
-    facade: Facade,
     who: Writer,
     idempotency_key: Annotated[
         str | None, Header(max_length=200, description="Retries with the same key return the first result.")
     ] = None,
 ) -> Response:
     """Validate and store a connector; secrets in `config` are encrypted and never returned."""
-    info = await facade.register_connector(
+    info = await who.facade.register_connector(
         who.tenant_id,
         body.name,
         body.connector_type,
@@ -86,10 +84,10 @@ async def register_connector(
     responses=problems(413, 429),
     summary="Test an unsaved connector",
 )
-async def test_definition(body: ConnectorCreate, facade: Facade, who: Tester, limiter: Limiter) -> Response:
+async def test_definition(body: ConnectorCreate, who: Tester) -> Response:
     """Test a definition without storing it (same body as registering)."""
-    async with limiter.slot(who.tenant_id):
-        result = await facade.test_definition(
+    async with who.limiter.slot(who.tenant_id):
+        result = await who.facade.test_definition(
             who.tenant_id,
             body.name,
             body.connector_type,
@@ -108,9 +106,9 @@ async def test_definition(body: ConnectorCreate, facade: Facade, who: Tester, li
     responses=problems(404),
     summary="Get a connector",
 )
-async def get_connector(connector_id: PathId, facade: Facade, who: Reader) -> Response:
+async def get_connector(connector_id: PathId, who: Reader) -> Response:
     """A connector and its `ETag`."""
-    info = await facade.get_connector(connector_id, who.tenant_id)
+    info = await who.facade.get_connector(connector_id, who.tenant_id)
     if info is None:
         raise NotFoundError(_MISSING)
     return connector_response(info)
@@ -124,12 +122,12 @@ async def get_connector(connector_id: PathId, facade: Facade, who: Reader) -> Re
     summary="Update a connector",
 )
 async def update_connector(
-    connector_id: PathId, body: ConnectorUpdate, facade: Facade, who: Writer, if_match: IfMatch = None
+    connector_id: PathId, body: ConnectorUpdate, who: Writer, if_match: IfMatch = None
 ) -> Response:
     """Change the fields given. `endpoint: null` or `""` clears the endpoint."""
     given = body.model_fields_set
     endpoint = body.endpoint if body.endpoint is not None else ("" if "endpoint" in given else None)
-    info = await facade.update_connector(
+    info = await who.facade.update_connector(
         connector_id,
         who.tenant_id,
         name=body.name,
@@ -152,11 +150,9 @@ async def update_connector(
     responses=problems(404, 412),
     summary="Delete a connector",
 )
-async def delete_connector(
-    connector_id: PathId, facade: Facade, who: Writer, if_match: IfMatch = None
-) -> Response:
+async def delete_connector(connector_id: PathId, who: Writer, if_match: IfMatch = None) -> Response:
     """Delete a connector with its secrets and test history."""
-    deleted = await facade.delete_connector(
+    deleted = await who.facade.delete_connector(
         connector_id, who.tenant_id, expected_version=parse_if_match(if_match), actor=who.actor
     )
     if not deleted:
@@ -171,10 +167,10 @@ async def delete_connector(
     responses=problems(404, 409, 413, 429),
     summary="Test a connector now",
 )
-async def test_connector(connector_id: PathId, facade: Facade, who: Tester, limiter: Limiter) -> Response:
+async def test_connector(connector_id: PathId, who: Tester) -> Response:
     """Really connect. A failed connection is `success: false` with `details.error_kind`."""
-    async with limiter.slot(who.tenant_id):
-        result = await facade.test_connector(connector_id, who.tenant_id, actor=who.actor)
+    async with who.limiter.slot(who.tenant_id):
+        result = await who.facade.test_connector(connector_id, who.tenant_id, actor=who.actor)
     return json_response(result.to_dict())
 
 
@@ -185,8 +181,6 @@ async def test_connector(connector_id: PathId, facade: Facade, who: Tester, limi
     responses=problems(404),
     summary="Past test results",
 )
-async def history(
-    connector_id: PathId, facade: Facade, who: Reader, limit: Limit = 50, cursor: Cursor = None
-) -> Response:
+async def history(connector_id: PathId, who: Reader, limit: Limit = 50, cursor: Cursor = None) -> Response:
     """Past test results of a connector, newest first."""
-    return page_response(await facade.history(connector_id, who.tenant_id, limit, cursor))
+    return page_response(await who.facade.history(connector_id, who.tenant_id, limit, cursor))

@@ -7,7 +7,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from starlette.responses import Response
 
-from connectord.api.deps import NO_NUL, Cursor, Facade, MetricsDep, Reader
+from connectord.api.deps import NO_NUL, Cursor, MetricsDep, Reader
 from connectord.api.docs import problems
 from connectord.api.metrics import CONTENT_TYPE_LATEST
 from connectord.api.responses import json_response, page_response
@@ -25,9 +25,9 @@ _HEALTH = b'{"status":"ok"}'
     tags=["connectors"],
     summary="Connector types",
 )
-async def connector_types(facade: Facade, who: Reader) -> Response:
+async def connector_types(who: Reader) -> Response:
     """Every type with its default capabilities and config JSON Schema (secrets are `writeOnly`)."""
-    return json_response({"items": [t.describe() for t in facade.registry.types().values()]})
+    return json_response({"items": [t.describe() for t in who.facade.registry.types().values()]})
 
 
 @router.get(
@@ -39,14 +39,13 @@ async def connector_types(facade: Facade, who: Reader) -> Response:
     summary="Audit events",
 )
 async def audit(
-    facade: Facade,
     who: Reader,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
     cursor: Cursor = None,
     connector_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
 ) -> Response:
     """The tenant's audit events, newest first."""
-    return page_response(await facade.audit(who.tenant_id, limit, cursor, connector_id))
+    return page_response(await who.facade.audit(who.tenant_id, limit, cursor, connector_id))
 
 
 @router.get(

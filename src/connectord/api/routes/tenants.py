@@ -5,7 +5,7 @@ from __future__ import annotations
 from fastapi import APIRouter
 from starlette.responses import Response
 
-from connectord.api.deps import AdminDep, Operator, PathId
+from connectord.api.deps import Operator, PathId
 from connectord.api.docs import problems
 from connectord.api.responses import json_response
 from connectord.api.schemas import KeyCreate, KeyCreated, KeyList, TenantCreate, TenantCreated, TenantList
@@ -22,9 +22,9 @@ router = APIRouter(prefix="/api/v1/tenants", tags=["tenants"])
     responses=problems(409, 413),
     summary="Create a tenant",
 )
-async def create_tenant(body: TenantCreate, admin: AdminDep, who: Operator) -> Response:
+async def create_tenant(body: TenantCreate, who: Operator) -> Response:
     """A new tenant and its first API key; the key is shown only here."""
-    tenant, key = await admin.create_tenant(body.name, actor=who.actor)
+    tenant, key = await who.admin.create_tenant(body.name, actor=who.actor)
     return json_response(
         {"tenant_id": tenant.id, "name": tenant.name, "key_id": key.key_id, "api_key": key.api_key}, 201
     )
@@ -33,9 +33,9 @@ async def create_tenant(body: TenantCreate, admin: AdminDep, who: Operator) -> R
 @router.get(
     "", operation_id="listTenants", response_model=TenantList, responses=problems(), summary="List tenants"
 )
-async def list_tenants(admin: AdminDep, who: Operator) -> Response:
+async def list_tenants(who: Operator) -> Response:
     """Every tenant."""
-    tenants = await admin.list_tenants()
+    tenants = await who.admin.list_tenants()
     return json_response(
         {"items": [{"id": t.id, "name": t.name, "created_at": t.created_at.isoformat()} for t in tenants]}
     )
@@ -49,9 +49,9 @@ async def list_tenants(admin: AdminDep, who: Operator) -> Response:
     responses=problems(404, 413),
     summary="Create an API key",
 )
-async def create_key(tenant_id: PathId, body: KeyCreate, admin: AdminDep, who: Operator) -> Response:
+async def create_key(tenant_id: PathId, body: KeyCreate, who: Operator) -> Response:
     """A new key for a tenant; the key is shown only here."""
-    key = await admin.create_key(tenant_id, name=body.name, scopes=tuple(body.scopes), actor=who.actor)
+    key = await who.admin.create_key(tenant_id, name=body.name, scopes=tuple(body.scopes), actor=who.actor)
     return json_response(
         {
             "key_id": key.key_id,
@@ -70,11 +70,11 @@ async def create_key(tenant_id: PathId, body: KeyCreate, admin: AdminDep, who: O
     responses=problems(404),
     summary="List keys",
 )
-async def list_keys(tenant_id: PathId, admin: AdminDep, who: Operator) -> Response:
+async def list_keys(tenant_id: PathId, who: Operator) -> Response:
     """A tenant's keys (never their values)."""
-    if await admin.get_tenant(tenant_id) is None:
+    if await who.admin.get_tenant(tenant_id) is None:
         raise NotFoundError("no such tenant")
-    keys = await admin.list_keys(tenant_id)
+    keys = await who.admin.list_keys(tenant_id)
     return json_response(
         {
             "items": [
@@ -98,8 +98,8 @@ async def list_keys(tenant_id: PathId, admin: AdminDep, who: Operator) -> Respon
     responses=problems(404),
     summary="Revoke an API key",
 )
-async def revoke_key(tenant_id: PathId, key_id: PathId, admin: AdminDep, who: Operator) -> Response:
+async def revoke_key(tenant_id: PathId, key_id: PathId, who: Operator) -> Response:
     """Revoke a key; requests with it get 401 from now on."""
-    if not await admin.revoke_key(tenant_id, key_id, actor=who.actor):
+    if not await who.admin.revoke_key(tenant_id, key_id, actor=who.actor):
         raise NotFoundError("no such active key in this tenant")
     return Response(status_code=204)
