@@ -7,6 +7,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
+import orjson
 import sqlalchemy as sa
 
 from connectord.errors import ConflictError, DuplicateNameError, NotFoundError, VersionConflictError
@@ -35,6 +36,16 @@ from connectord.store.schema import (
 
 P = sa.bindparam
 _JSON_COLUMNS = ("capabilities", "config", "metadata", "secret_fields")
+_ORJSON_OPTIONS = orjson.OPT_NON_STR_KEYS
+
+
+def _dumps(value: Any) -> str:
+    """JSON text for a column: orjson (several times faster than json on this hot path),
+    falling back to json for what orjson refuses (integers beyond 64 bits)."""
+    try:
+        return orjson.dumps(value, default=str, option=_ORJSON_OPTIONS).decode()
+    except TypeError:
+        return json.dumps(value, default=str)
 
 
 def _dt(value: Any) -> datetime | None:
@@ -51,15 +62,15 @@ def _connector(row: Row) -> ConnectorInfo:
         name=row["name"],
         connector_type=row["connector_type"],
         status=row["status"],
-        capabilities=json.loads(row["capabilities"]),
+        capabilities=orjson.loads(row["capabilities"]),
         endpoint=row["endpoint"],
         tenant_id=row["tenant_id"],
         created_at=created,
         updated_at=_dt(row["updated_at"]),
         last_used_at=_dt(row["last_used_at"]),
-        config=json.loads(row["config"]),
-        metadata=json.loads(row["metadata"]),
-        secret_fields=json.loads(row["secret_fields"]),
+        config=orjson.loads(row["config"]),
+        metadata=orjson.loads(row["metadata"]),
+        secret_fields=orjson.loads(row["secret_fields"]),
         version=row["version"],
     )
 
@@ -71,11 +82,11 @@ def _connector_params(info: ConnectorInfo) -> dict[str, Any]:
         "name": info.name,
         "connector_type": info.connector_type,
         "status": info.status,
-        "capabilities": json.dumps(info.capabilities),
+        "capabilities": _dumps(info.capabilities),
         "endpoint": info.endpoint,
-        "config": json.dumps(info.config),
-        "metadata": json.dumps(info.metadata),
-        "secret_fields": json.dumps(info.secret_fields),
+        "config": _dumps(info.config),
+        "metadata": _dumps(info.metadata),
+        "secret_fields": _dumps(info.secret_fields),
         "version": info.version,
         "created_at": info.created_at,
         "updated_at": info.updated_at,
@@ -93,7 +104,7 @@ def _audit(row: Row) -> AuditEvent:
         action=row["action"],
         connector_id=row["connector_id"],
         at=at,
-        details=json.loads(row["details"]),
+        details=orjson.loads(row["details"]),
     )
 
 
@@ -105,7 +116,7 @@ def _audit_params(event: AuditEvent) -> dict[str, Any]:
         "action": event.action,
         "connector_id": event.connector_id,
         "at": event.at,
-        "details": json.dumps(event.details),
+        "details": _dumps(event.details),
     }
 
 
@@ -117,7 +128,7 @@ def _key(row: Row) -> ApiKeyRecord:
         tenant_id=row["tenant_id"],
         name=row["name"],
         key_hash=row["key_hash"],
-        scopes=tuple(json.loads(row["scopes"])),
+        scopes=tuple(orjson.loads(row["scopes"])),
         created_at=created,
         revoked_at=_dt(row["revoked_at"]),
     )
@@ -186,7 +197,7 @@ class SqlStore(Store):
             "tenant_id": tenant_id,
             "name": key.name,
             "key_hash": key.key_hash,
-            "scopes": json.dumps(list(key.scopes)),
+            "scopes": _dumps(list(key.scopes)),
             "created_at": key.created_at,
             "revoked_at": None,
         }
@@ -390,7 +401,7 @@ class SqlStore(Store):
         if expected_version is not None:
             params["expected_version"] = expected_version
         for col, value in changes.items():
-            params[f"new_{col}"] = json.dumps(value) if col in _JSON_COLUMNS else value
+            params[f"new_{col}"] = _dumps(value) if col in _JSON_COLUMNS else value
         return params
 
     async def _apply_changes(
@@ -522,7 +533,7 @@ class SqlStore(Store):
             "latency_ms": result.latency_ms,
             "error": result.error,
             "error_kind": result.error_kind,
-            "details": json.dumps(result.details),
+            "details": _dumps(result.details),
             "tested_at": result.tested_at,
         }
 
@@ -559,7 +570,7 @@ class SqlStore(Store):
                     connector_id=r["connector_id"],
                     latency_ms=r["latency_ms"],
                     error=r["error"],
-                    details=json.loads(r["details"]),
+                    details=orjson.loads(r["details"]),
                     tested_at=_dt(r["tested_at"]),
                 ),
             )
