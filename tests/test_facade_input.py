@@ -10,7 +10,9 @@ from connectord.facade import ConnectorsFacade
 
 
 @pytest.mark.parametrize("bad_id", ["\x00", "abc", "01a21e69-5b0e-79da-b19b-d1204f861bd\x00", "X" * 500])
-async def test_an_id_the_store_never_gives_cannot_exist(facade: ConnectorsFacade, tenant: str, bad_id: str) -> None:
+async def test_an_id_the_store_never_gives_cannot_exist(
+    facade: ConnectorsFacade, tenant: str, bad_id: str
+) -> None:
     assert await facade.get_connector(bad_id, tenant) is None
     assert await facade.update_connector(bad_id, tenant, metadata={"a": 1}) is None
     assert await facade.delete_connector(bad_id, tenant) is False

@@ -21,7 +21,9 @@ def _section_code(title: str, lang: str) -> str:
 def test_library_quickstart_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "quickstart.py"
     script.write_text(_section_code("Library quickstart", "python"))
-    done = subprocess.run([sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60)
+    done = subprocess.run(
+        [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
+    )
     assert done.returncode == 0, done.stderr
     assert "['password']" in done.stdout
     assert done.stdout.splitlines()[1].startswith("True ")
