@@ -9,8 +9,8 @@ from dataclasses import dataclass, field
 from connectord.errors import AuthenticationError, NotFoundError, ValidationError
 from connectord.errors import FieldError as _FieldError
 from connectord.facade import ConnectorsFacade
-from connectord.model import AuditEvent, new_id, utcnow
-from connectord.store.base import ApiKeyRecord, TenantRecord
+from connectord.model import AuditEvent, TenantRecord, new_id, utcnow
+from connectord.store.base import ApiKeyRecord
 from connectord.validation import check_name
 
 SCOPES = ("connectors:read", "connectors:write", "connectors:test", "admin")

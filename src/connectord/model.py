@@ -6,6 +6,7 @@ import enum
 import os
 import time
 import uuid
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any, Generic, TypeVar
@@ -72,9 +73,9 @@ def _iso(value: datetime | None) -> str | None:
 
 
 def _parse_dt(value: str | datetime | None) -> datetime | None:
-    if value is None or isinstance(value, datetime):
+    if isinstance(value, datetime):
         return value
-    return datetime.fromisoformat(value)
+    return datetime.fromisoformat(value) if value else None
 
 
 @dataclass(slots=True)
@@ -120,10 +121,12 @@ class ConnectorInfo:
         }
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any]) -> ConnectorInfo:
-        """The inverse of :meth:`to_dict` (for the SDK and stored answers)."""
+    def from_dict(cls, data: Mapping[str, Any]) -> ConnectorInfo:
+        """The inverse of :meth:`to_dict` (for the SDK and stored answers);
+        ``KeyError``/``ValueError`` on a malformed dict."""
         created = _parse_dt(data["created_at"])
-        assert created is not None
+        if created is None:
+            raise ValueError("created_at is required")
         return cls(
             id=data["id"],
             name=data["name"],
@@ -171,11 +174,32 @@ class TestResult:
             "tested_at": _iso(self.tested_at),
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> TestResult:
+        """The inverse of :meth:`to_dict`; ``KeyError``/``ValueError`` on a malformed dict."""
+        return cls(
+            success=bool(data["success"]),
+            connector_id=data.get("connector_id") or "",
+            latency_ms=data.get("latency_ms"),
+            error=data.get("error"),
+            details=dict(data.get("details") or {}),
+            tested_at=_parse_dt(data.get("tested_at")),
+        )
+
     @property
     def error_kind(self) -> str | None:
         """The stable failure code, or ``None`` on success."""
         kind = self.details.get("error_kind")
         return str(kind) if kind is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class TenantRecord:
+    """A tenant."""
+
+    id: str
+    name: str
+    created_at: datetime
 
 
 @dataclass(slots=True, frozen=True)
@@ -201,6 +225,22 @@ class AuditEvent:
             "at": self.at.isoformat(),
             "details": self.details,
         }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> AuditEvent:
+        """The inverse of :meth:`to_dict`; ``KeyError``/``ValueError`` on a malformed dict."""
+        at = _parse_dt(data["at"])
+        if at is None:
+            raise ValueError("at is required")
+        return cls(
+            id=data["id"],
+            tenant_id=data["tenant_id"],
+            actor=data["actor"],
+            action=data["action"],
+            connector_id=data.get("connector_id"),
+            at=at,
+            details=dict(data.get("details") or {}),
+        )
 
 
 @dataclass(slots=True, frozen=True)

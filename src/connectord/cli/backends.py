@@ -24,9 +24,8 @@ from connectord.errors import (
     RateLimitedError,
 )
 from connectord.facade import ConnectorsFacade
-from connectord.model import AuditEvent, ConnectorInfo, Page, TestResult
+from connectord.model import AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
 from connectord.settings import Settings
-from connectord.store.base import TenantRecord
 
 #: The tenant local commands use when neither --tenant nor CONNECTORD_TENANT names one.
 DEFAULT_TENANT = "default"

@@ -16,8 +16,7 @@ from rich.text import Text
 
 from connectord.cli.app import stdout
 from connectord.client import ApiKey
-from connectord.model import AuditEvent, ConnectorInfo, TestResult
-from connectord.store.base import TenantRecord
+from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
 
 
 class Output(enum.StrEnum):

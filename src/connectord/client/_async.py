@@ -14,8 +14,7 @@ from connectord.client._base import DEFAULT_TEST_TIMEOUT, DEFAULT_TIMEOUT, WAIT_
 from connectord.client._calls import Call, Calls, changes, definition
 from connectord.client._errors import TransportError
 from connectord.client._models import ApiKey, NewKey, NewTenant
-from connectord.model import AuditEvent, ConnectorInfo, Page, TestResult
-from connectord.store.base import TenantRecord
+from connectord.model import AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
 
 T = TypeVar("T")
 

@@ -26,8 +26,7 @@ from connectord.client._models import (
     tenant_from_dict,
 )
 from connectord.errors import ConnectordError
-from connectord.model import AuditEvent, ConnectorInfo, Page, TestResult
-from connectord.store.base import TenantRecord
+from connectord.model import AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
 
 T = TypeVar("T")
 

@@ -2,14 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, TypeVar
 
 from connectord.errors import ConnectordError
-from connectord.model import AuditEvent, ConnectorInfo, TestResult
-from connectord.store.base import TenantRecord
+from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,55 +48,26 @@ def _dt(value: Any) -> datetime | None:
     return datetime.fromisoformat(value) if isinstance(value, str) and value else None
 
 
+def _parsed(parse: Callable[[Mapping[str, Any]], T], data: Mapping[str, Any], what: str) -> T:
+    try:
+        return parse(data)
+    except (KeyError, ValueError, TypeError):
+        raise ConnectordError(f"the server sent a malformed {what}") from None
+
+
 def connector_from_dict(data: Mapping[str, Any]) -> ConnectorInfo:
     """A :class:`ConnectorInfo` from its ``to_dict()`` form."""
-    created = _dt(data.get("created_at"))
-    if created is None:
-        raise ConnectordError("the server sent a connector without created_at")
-    return ConnectorInfo(
-        id=data["id"],
-        name=data["name"],
-        connector_type=data["connector_type"],
-        status=data["status"],
-        capabilities=list(data.get("capabilities") or []),
-        endpoint=data.get("endpoint"),
-        tenant_id=data["tenant_id"],
-        created_at=created,
-        updated_at=_dt(data.get("updated_at")),
-        last_used_at=_dt(data.get("last_used_at")),
-        config=dict(data.get("config") or {}),
-        metadata=dict(data.get("metadata") or {}),
-        secret_fields=list(data.get("secret_fields") or []),
-        version=int(data.get("version", 1)),
-    )
+    return _parsed(ConnectorInfo.from_dict, data, "connector")
 
 
 def result_from_dict(data: Mapping[str, Any]) -> TestResult:
     """A :class:`TestResult` from its ``to_dict()`` form."""
-    return TestResult(
-        success=bool(data["success"]),
-        connector_id=data.get("connector_id") or "",
-        latency_ms=data.get("latency_ms"),
-        error=data.get("error"),
-        details=dict(data.get("details") or {}),
-        tested_at=_dt(data.get("tested_at")),
-    )
+    return _parsed(TestResult.from_dict, data, "test result")
 
 
 def audit_from_dict(data: Mapping[str, Any]) -> AuditEvent:
     """An :class:`AuditEvent` from its ``to_dict()`` form."""
-    at = _dt(data.get("at"))
-    if at is None:
-        raise ConnectordError("the server sent an audit event without a time")
-    return AuditEvent(
-        id=data["id"],
-        tenant_id=data["tenant_id"],
-        actor=data["actor"],
-        action=data["action"],
-        connector_id=data.get("connector_id"),
-        at=at,
-        details=dict(data.get("details") or {}),
-    )
+    return _parsed(AuditEvent.from_dict, data, "audit event")
 
 
 def tenant_from_dict(data: Mapping[str, Any]) -> TenantRecord:

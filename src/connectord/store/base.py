@@ -13,17 +13,8 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from connectord.model import AuditEvent, ConnectorInfo, TestResult
+from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
 from connectord.secrets import Ciphertext
-
-
-@dataclass(frozen=True, slots=True)
-class TenantRecord:
-    """A tenant."""
-
-    id: str
-    name: str
-    created_at: datetime
 
 
 @dataclass(frozen=True, slots=True)

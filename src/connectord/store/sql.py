@@ -11,7 +11,7 @@ import orjson
 import sqlalchemy as sa
 
 from connectord.errors import ConflictError, DuplicateNameError, NotFoundError, VersionConflictError
-from connectord.model import AuditEvent, ConnectorInfo, TestResult
+from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
 from connectord.secrets import Ciphertext
 from connectord.settings import Settings
 from connectord.store.backends import (
@@ -23,7 +23,7 @@ from connectord.store.backends import (
     UniqueViolationError,
     compile_query,
 )
-from connectord.store.base import KEEP, ApiKeyRecord, IdempotencyRecord, Keep, Store, TenantRecord
+from connectord.store.base import KEEP, ApiKeyRecord, IdempotencyRecord, Keep, Store
 from connectord.store.schema import (
     api_keys,
     audit_events,
