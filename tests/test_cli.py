@@ -14,8 +14,6 @@ import re
 import signal
 import socket
 import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -27,10 +25,9 @@ import yaml
 from typer.testing import CliRunner, Result
 
 from connectord.cli import app
+from tests.cli_server import CLI_ENV, SCRIPT, free_port, serve
 
 SECRET = "cli-S3cret-value-7e1f"
-SCRIPT = Path(sys.executable).parent / "connectord"
-_ENV = ("CONNECTORD_URL", "CONNECTORD_API_KEY", "CONNECTORD_TENANT", "CONNECTORD_DATABASE_URL")
 
 
 class Cli:
@@ -63,7 +60,7 @@ def cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Cli:
     monkeypatch.setenv("CONNECTORD_DATA_DIR", str(tmp_path / "data"))
     monkeypatch.setenv("CONNECTORD_EGRESS_ALLOW", "127.0.0.0/8")
     monkeypatch.setenv("CLI_TEST_SECRET", SECRET)
-    for name in _ENV:
+    for name in CLI_ENV:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
     return Cli()
@@ -78,16 +75,10 @@ def listening() -> Iterator[str]:
         yield f"127.0.0.1:{sock.getsockname()[1]}"
 
 
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def closed() -> str:
     """``127.0.0.1:PORT`` where nothing listens: connects are refused."""
-    return f"127.0.0.1:{_free_port()}"
+    return f"127.0.0.1:{free_port()}"
 
 
 # --- help and basics ------------------------------------------------------------------
@@ -403,50 +394,11 @@ class Server:
         return str(resp.json()["api_key"])
 
 
-def _script(env: dict[str, str], *args: str) -> str:
-    unset: dict[str, str | None] = dict.fromkeys(_ENV)
-    done = CliRunner().invoke(app, list(args), env={**env, **unset})
-    assert done.exit_code == 0, done.output
-    return done.stdout.strip()
-
-
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Server]:
     """A server on SQLite with an operator tenant and an admin key made by the CLI itself."""
-    pytest.importorskip("connectord.api.server")
-    data = tmp_path_factory.mktemp("server")
-    env = {k: v for k, v in os.environ.items() if k not in _ENV}
-    env |= {"CONNECTORD_DATA_DIR": str(data), "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8"}
-    _script(env, "tenants", "create", "ops")
-    admin_key = _script(env, "keys", "create", "--tenant", "ops", "--scope", "admin", "--key-only")
-    port = _free_port()
-    log = data / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"connectord serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"connectord serve did not answer within 30 s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield Server(url, admin_key, data, log)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    with serve(tmp_path_factory.mktemp("server")) as proc:
+        yield Server(proc.url, proc.admin_key, proc.data_dir, proc.log)
 
 
 @pytest.fixture
@@ -513,7 +465,7 @@ def test_remote_failures_have_their_exit_codes(
     monkeypatch.setenv("CONNECTORD_URL", server.url)
     monkeypatch.setenv("CONNECTORD_API_KEY", "cdk_not-a-key")
     assert cli("connectors", "list", code=5).stderr.startswith("error:")
-    monkeypatch.setenv("CONNECTORD_URL", f"http://127.0.0.1:{_free_port()}")
+    monkeypatch.setenv("CONNECTORD_URL", f"http://127.0.0.1:{free_port()}")
     down = cli("connectors", "list", code=6)
     assert "is the server running?" in down.stderr
     cli.assert_no_secret("cdk_not-a-key")
@@ -557,7 +509,7 @@ def _run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 def test_readme_cli_quickstart_runs_as_written(tmp_path: Path) -> None:
     blocks, _ = _quickstart("CLI quickstart")
-    script = "\n".join(blocks).replace("8000", str(_free_port()))  # a port free on this machine
+    script = "\n".join(blocks).replace("8000", str(free_port()))  # a port free on this machine
     done = _run_script(script, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✓ web  ok in" in done.stdout
@@ -574,7 +526,7 @@ def test_readme_sdk_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert len(shell) == 2
     assert len(python) == 1
     script = f"{shell[0]}python3 - <<'QUICKSTART'\n{python[0]}QUICKSTART\n{shell[1]}"
-    done = _run_script(script.replace("8080", str(_free_port())), tmp_path)
+    done = _run_script(script.replace("8080", str(free_port())), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
     lines = done.stdout.splitlines()
     assert lines[0].startswith("True ")

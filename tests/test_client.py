@@ -7,21 +7,15 @@ answered, or answers 503 like a load balancer whose backend is away).
 
 from __future__ import annotations
 
-import os
 import socket
-import subprocess
-import sys
 import threading
 import time
 import uuid
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
-from typer.testing import CliRunner
 
-from connectord.cli import app as cli_app
 from connectord.client import AsyncClient, Client, TransportError, error_from_response
 from connectord.errors import (
     AuthenticationError,
@@ -40,68 +34,18 @@ from connectord.errors import (
     VersionConflictError,
 )
 from connectord.model import ConnectorInfo
+from tests.cli_server import free_port, serve
 
-SCRIPT = Path(sys.executable).parent / "connectord"
 SECRET = "sdk-S3cret-value-41c9"
 RATE_PER_MINUTE = 30
-_ENV = ("CONNECTORD_URL", "CONNECTORD_API_KEY", "CONNECTORD_TENANT", "CONNECTORD_DATABASE_URL")
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.fixture(scope="module")
 def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, str]]:
     """``(url, admin key)`` of a server; the admin key is made by the CLI in the same data dir."""
-    pytest.importorskip("connectord.api.server")
-    data = tmp_path_factory.mktemp("sdk-server")
-    env = {k: v for k, v in os.environ.items() if k not in _ENV}
-    env |= {
-        "CONNECTORD_DATA_DIR": str(data),
-        "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8",
-        "CONNECTORD_TEST_RATE_PER_MINUTE": str(RATE_PER_MINUTE),
-    }
-
-    def script(*args: str) -> str:
-        # The CLI in-process (its real entry point, without a second interpreter start).
-        unset: dict[str, str | None] = dict.fromkeys(_ENV)
-        done = CliRunner().invoke(cli_app, list(args), env={**env, **unset})
-        assert done.exit_code == 0, done.output
-        return done.stdout.strip()
-
-    script("tenants", "create", "ops")
-    admin_key = script("keys", "create", "--tenant", "ops", "--scope", "admin", "--key-only")
-    port = _free_port()
-    log = data / "serve.log"
-    with log.open("w") as out:
-        proc = subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
-        )
-    url = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            if proc.poll() is not None:
-                pytest.fail(f"connectord serve exited with {proc.returncode}:\n{log.read_text()}")
-            try:
-                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if time.monotonic() > deadline:
-                pytest.fail(f"connectord serve did not answer within 30 s:\n{log.read_text()}")
-            time.sleep(0.1)
-        yield url, admin_key
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+    extra = {"CONNECTORD_TEST_RATE_PER_MINUTE": str(RATE_PER_MINUTE)}
+    with serve(tmp_path_factory.mktemp("sdk-server"), extra) as proc:
+        yield proc.url, proc.admin_key
 
 
 @pytest.fixture
@@ -260,7 +204,7 @@ def test_every_connector_method(client: Client, listening: str) -> None:
 
 
 def test_a_failed_connection_is_a_result_not_an_error(client: Client) -> None:
-    port = _free_port()
+    port = free_port()
     info = client.register_connector("down", "custom", endpoint=f"127.0.0.1:{port}")
     result = client.test_connector(info.id)
     assert not result.success
@@ -329,7 +273,7 @@ def test_every_error_the_server_sends_is_the_core_class(
 def test_the_test_rate_limit_is_rate_limited_error(client: Client) -> None:
     with pytest.raises(RateLimitedError) as limited:  # noqa: PT012 - the loop is what reaches the limit
         for _ in range(RATE_PER_MINUTE + 5):
-            client.test_definition("p", "custom", endpoint=f"127.0.0.1:{_free_port()}")
+            client.test_definition("p", "custom", endpoint=f"127.0.0.1:{free_port()}")
     assert limited.value.retry_after > 0
 
 

@@ -1,0 +1,86 @@
+"""A ``connectord serve`` process for the CLI and SDK tests, its admin key made by the
+CLI itself in the same data dir (one launcher for both suites)."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+import httpx
+import pytest
+from typer.testing import CliRunner
+
+from connectord.cli import app as cli_app
+
+SCRIPT = Path(sys.executable).parent / "connectord"
+#: Variables that would point the CLI elsewhere; the tests set what they need.
+CLI_ENV = ("CONNECTORD_URL", "CONNECTORD_API_KEY", "CONNECTORD_TENANT", "CONNECTORD_DATABASE_URL")
+
+
+def free_port() -> int:
+    """A loopback port nothing listens on (at the time of asking)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    """A running server: where, its admin key, its data dir and log file."""
+
+    url: str
+    admin_key: str
+    data_dir: Path
+    log: Path
+
+
+def run_cli(env: dict[str, str], *args: str) -> str:
+    """The CLI in-process through its real entry point; its stdout."""
+    unset: dict[str, str | None] = dict.fromkeys(CLI_ENV)
+    done = CliRunner().invoke(cli_app, list(args), env={**env, **unset})
+    assert done.exit_code == 0, done.output
+    return done.stdout.strip()
+
+
+@contextmanager
+def serve(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+    """Start ``connectord serve`` on SQLite in ``data`` and stop it by PID afterwards."""
+    env = {k: v for k, v in os.environ.items() if k not in CLI_ENV}
+    env |= {"CONNECTORD_DATA_DIR": str(data), "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8", **(extra_env or {})}
+    run_cli(env, "tenants", "create", "ops")
+    admin_key = run_cli(env, "keys", "create", "--tenant", "ops", "--scope", "admin", "--key-only")
+    port = free_port()
+    log = data / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [SCRIPT, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            if proc.poll() is not None:
+                pytest.fail(f"connectord serve exited with {proc.returncode}:\n{log.read_text()}")
+            try:
+                if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if time.monotonic() > deadline:
+                pytest.fail(f"connectord serve did not answer within 30 s:\n{log.read_text()}")
+            time.sleep(0.1)
+        yield ServerProcess(url, admin_key, data, log)
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(5)
