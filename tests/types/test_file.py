@@ -27,7 +27,7 @@ from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError
+from connectord.types.base import ProbeError
 from connectord.types.file import (
     PROBE_PREFIX,
     FileConfig,
@@ -38,11 +38,13 @@ from connectord.types.file import (
     s3_location,
 )
 from connectord.types.serverless import EgressResolver
+from tests.types.harness import LOOPBACK, ProbeHarness, black_hole_listener
 from tests.types.peers_file import BUCKET, PREFIX, REGION, client, shared_moto, stop_shared_moto
 from tests.types.peers_vector import BlackHole, ServerProcess, StubVectorApi, free_port
 
-LOOPBACK = ["127.0.0.0/8", "::1/128"]
 PROBE = FileType()
+HARNESS = ProbeHarness(PROBE)
+context, probe, failure = HARNESS.context, HARNESS.probe, HARNESS.failure
 
 
 @pytest.fixture(scope="session")
@@ -59,11 +61,7 @@ def moto_open() -> Iterator[ServerProcess]:
     stop_shared_moto()
 
 
-@pytest.fixture(scope="session")
-def black_hole() -> Iterator[BlackHole]:
-    hole = BlackHole()
-    yield hole
-    hole.close()
+black_hole = pytest.fixture(scope="session")(black_hole_listener)
 
 
 def s3_config(server: ServerProcess, **overrides: Any) -> dict[str, Any]:
@@ -74,24 +72,6 @@ def s3_config(server: ServerProcess, **overrides: Any) -> dict[str, Any]:
         "secret_access_key": server.info["secret_access_key"],
         **overrides,
     }
-
-
-def context(
-    endpoint: str, *, timeout: float = 10.0, allow: bool = True, roots: tuple[str, ...] = (), **config: Any
-) -> ProbeContext:
-    return ProbeContext(
-        endpoint=endpoint,
-        config=FileConfig.model_validate(config),
-        timeout=timeout,
-        egress=EgressPolicy(LOOPBACK if allow else []),
-        file_roots=roots,
-    )
-
-
-async def failure(ctx: ProbeContext) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await PROBE.probe(ctx)
-    return caught.value
 
 
 def probe_objects(server: ServerProcess) -> list[str]:

@@ -23,11 +23,10 @@ from typing import Any
 import pytest
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError
+from connectord.types.base import ProbeError
 from connectord.types.serverless import (
     ServerlessConfig,
     ServerlessType,
@@ -35,6 +34,7 @@ from connectord.types.serverless import (
     map_aiohttp_error,
     parse_http_url,
 )
+from tests.types.harness import LOOPBACK, ProbeHarness, black_hole_listener
 from tests.types.peers_file import REGION, shared_moto, stop_shared_moto
 from tests.types.peers_serverless import (
     FUNCTION_API_KEY,
@@ -45,8 +45,9 @@ from tests.types.peers_serverless import (
 )
 from tests.types.peers_vector import BlackHole, ServerProcess, free_port
 
-LOOPBACK = ["127.0.0.0/8", "::1/128"]
 PROBE = ServerlessType()
+HARNESS = ProbeHarness(PROBE)
+context, probe, failure = HARNESS.context, HARNESS.probe, HARNESS.failure
 
 
 @pytest.fixture(scope="session")
@@ -73,32 +74,7 @@ def moto_auth() -> Iterator[ServerProcess]:
     stop_shared_moto()
 
 
-@pytest.fixture(scope="session")
-def black_hole() -> Iterator[BlackHole]:
-    hole = BlackHole()
-    yield hole
-    hole.close()
-
-
-def context(
-    endpoint: str | None, *, timeout: float = 10.0, allow: bool = True, **config: Any
-) -> ProbeContext:
-    return ProbeContext(
-        endpoint=endpoint,
-        config=ServerlessConfig.model_validate(config),
-        timeout=timeout,
-        egress=EgressPolicy(LOOPBACK if allow else []),
-    )
-
-
-async def probe(ctx: ProbeContext) -> dict[str, Any]:
-    return (await PROBE.probe(ctx)).details
-
-
-async def failure(ctx: ProbeContext) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await PROBE.probe(ctx)
-    return caught.value
+black_hole = pytest.fixture(scope="session")(black_hole_listener)
 
 
 def lambda_config(server: ServerProcess, **overrides: Any) -> dict[str, Any]:

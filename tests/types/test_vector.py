@@ -29,11 +29,10 @@ from typing import Any
 import pytest
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError
+from connectord.types.base import ProbeError
 from connectord.types.vector import (
     VectorConfig,
     VectorType,
@@ -42,6 +41,7 @@ from connectord.types.vector import (
     dig,
     map_milvus_error,
 )
+from tests.types.harness import LOOPBACK, ProbeHarness, black_hole_listener
 from tests.types.peers_vector import (
     PG_PASSWORD,
     BlackHole,
@@ -53,9 +53,10 @@ from tests.types.peers_vector import (
     start_pgvector,
 )
 
-LOOPBACK = ["127.0.0.0/8", "::1/128"]
 STUB_KEY = "vec-Key-81b2f0e6"
 PROBE = VectorType()
+HARNESS = ProbeHarness(PROBE)
+context, probe, failure = HARNESS.context, HARNESS.probe, HARNESS.failure
 
 
 @pytest.fixture(scope="session")
@@ -97,32 +98,7 @@ def stubs() -> Iterator[dict[str, StubVectorApi]]:
         server.stop()
 
 
-@pytest.fixture(scope="session")
-def black_hole() -> Iterator[BlackHole]:
-    hole = BlackHole()
-    yield hole
-    hole.close()
-
-
-def context(
-    endpoint: str | None, *, timeout: float = 10.0, allow: bool = True, **config: Any
-) -> ProbeContext:
-    return ProbeContext(
-        endpoint=endpoint,
-        config=VectorConfig.model_validate(config),
-        timeout=timeout,
-        egress=EgressPolicy(LOOPBACK if allow else []),
-    )
-
-
-async def probe(ctx: ProbeContext) -> dict[str, Any]:
-    return (await PROBE.probe(ctx)).details
-
-
-async def failure(ctx: ProbeContext) -> ProbeError:
-    with pytest.raises(ProbeError) as caught:
-        await PROBE.probe(ctx)
-    return caught.value
+black_hole = pytest.fixture(scope="session")(black_hole_listener)
 
 
 def pg_endpoint(server: ServerProcess, database: str = "postgres") -> str:
