@@ -41,6 +41,7 @@ check: lint typecheck test
 bench: install
 	command -v wrk >/dev/null || (apt-get update -q && apt-get install -y -q wrk)
 	$(PY) bench/api.py
+	$(PY) bench/client_ceiling.py
 	$(PY) bench/probes.py
 
 clean:
