@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from connectord.egress import DENIED_NETWORKS, Destination, EgressPolicy, parse_ip_literal
+from connectord.egress import Destination, EgressPolicy, parse_ip_literal
 from connectord.model import ErrorKind
 from connectord.types.base import ProbeError
 
@@ -227,10 +227,6 @@ def test_check_raises_egress_denied() -> None:
         policy.check(ipaddress.ip_address("10.0.0.1"), host="db.internal")
     assert caught.value.kind is ErrorKind.EGRESS_DENIED
     assert "db.internal resolves to 10.0.0.1" in caught.value.message
-
-
-def test_denied_networks_kept_for_first_version_callers() -> None:
-    assert ipaddress.ip_network("169.254.0.0/16") in DENIED_NETWORKS
 
 
 async def test_the_no_dns_guard_works() -> None:

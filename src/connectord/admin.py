@@ -10,7 +10,7 @@ from connectord.errors import AuthenticationError, NotFoundError, ValidationErro
 from connectord.errors import FieldError as _FieldError
 from connectord.facade import ConnectorsFacade
 from connectord.model import AuditEvent, TenantRecord, new_id, utcnow
-from connectord.store.base import ApiKeyRecord
+from connectord.store.base import ApiKeyRecord, Store
 from connectord.validation import check_name
 
 SCOPES = ("connectors:read", "connectors:write", "connectors:test", "admin")
@@ -64,9 +64,13 @@ class Admin:
     def __init__(self, facade: ConnectorsFacade) -> None:
         self.facade = facade
 
+    async def _started_store(self) -> Store:
+        await self.facade.start()  # idempotent: the facade starts its store once
+        return self.facade.store
+
     async def create_tenant(self, name: str, *, actor: str = "cli") -> tuple[TenantRecord, NewKey]:
         """A new tenant and its first key (read, write and test scopes)."""
-        store = await self.facade._store()
+        store = await self._started_store()
         tenant = TenantRecord(new_id(), check_name(name), utcnow())
         await store.create_tenant(
             tenant, self._audit(tenant.id, actor, "tenant.create", {"name": tenant.name})
@@ -76,12 +80,12 @@ class Admin:
 
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         """A tenant by id."""
-        store = await self.facade._store()
+        store = await self._started_store()
         return await store.get_tenant(tenant_id)
 
     async def list_tenants(self) -> list[TenantRecord]:
         """Every tenant."""
-        store = await self.facade._store()
+        store = await self._started_store()
         return await store.list_tenants()
 
     async def create_key(
@@ -98,7 +102,7 @@ class Admin:
             raise ValidationError(
                 "invalid scopes", [_FieldError(("scopes",), f"each must be one of {', '.join(SCOPES)}")]
             )
-        store = await self.facade._store()
+        store = await self._started_store()
         if await store.get_tenant(tenant_id) is None:
             raise NotFoundError("no such tenant")
         value = KEY_PREFIX + _stdlib_secrets.token_urlsafe(32)
@@ -109,12 +113,12 @@ class Admin:
 
     async def list_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
         """A tenant's keys (hashes only)."""
-        store = await self.facade._store()
+        store = await self._started_store()
         return await store.list_api_keys(tenant_id)
 
     async def revoke_key(self, tenant_id: str, key_id: str, *, actor: str = "cli") -> bool:
         """Revoke a key; ``False`` if the tenant has no such active key."""
-        store = await self.facade._store()
+        store = await self._started_store()
         audit = self._audit(tenant_id, actor, "key.revoke", {"key_id": key_id})
         return await store.revoke_api_key(tenant_id, key_id, utcnow(), audit)
 
@@ -122,7 +126,7 @@ class Admin:
         """The principal of a key; :class:`AuthenticationError` if it is missing, unknown or revoked."""
         if not api_key or not api_key.startswith(KEY_PREFIX):
             raise AuthenticationError("a valid API key is required")
-        store = await self.facade._store()
+        store = await self._started_store()
         record = await store.find_api_key(hash_key(api_key))
         if record is None:
             raise AuthenticationError("a valid API key is required")
@@ -137,7 +141,7 @@ class Admin:
         reported unused keys after.
         """
         facade = self.facade
-        store = await facade._store()
+        store = await self._started_store()
         if new_key:
             if facade.keyring.path is None:
                 raise ValidationError(

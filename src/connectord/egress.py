@@ -72,9 +72,6 @@ DENIED_RANGES: tuple[tuple[IPNetwork, str], ...] = _nets(
     ("fec0::/10", "site-local (deprecated)"),
     ("ff00::/8", "multicast"),
 )
-#: Kept for callers of the first version: the denied networks without their labels.
-DENIED_NETWORKS: tuple[IPNetwork, ...] = tuple(net for net, _ in DENIED_RANGES)
-
 _GLOBAL_UNICAST_V6 = ipaddress.IPv6Network("2000::/3")
 
 
@@ -114,14 +111,6 @@ class Destination:
     host: str
     address: str
     port: int
-
-
-def embedded_ipv4(addr: ipaddress.IPv6Address) -> ipaddress.IPv4Address | None:
-    """The IPv4 address an IPv4-mapped, IPv4-translated, NAT64 or 6to4 address carries."""
-    for net, _, extract in EMBEDDING_RANGES:
-        if addr in net:
-            return extract(addr)
-    return None
 
 
 class EgressPolicy:

@@ -9,6 +9,8 @@ the secrets key ring; nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import base64
+import binascii
 import dataclasses
 import json
 import logging
@@ -75,6 +77,7 @@ USER_TRANSITIONS: dict[str, frozenset[str]] = {
 #: Statuses a change of endpoint or config does not reset to ``registered``.
 STICKY_STATUSES = frozenset({S.DISCONNECTED, S.DEPRECATED, S.CONFIGURING})
 MAX_LIMIT = 1000
+_STATUSES = frozenset(ConnectorStatus)
 IDEMPOTENCY_TTL = timedelta(hours=24)
 _UPDATE_RETRIES = 5
 _UNCHECKED: Any = object()  # no tenant given: a caller passing None is still checked
@@ -218,7 +221,7 @@ class ConnectorsFacade:
 
     @staticmethod
     def _status_filter(status: str | None) -> str | None:
-        if status is not None and status not in set(ConnectorStatus):
+        if status is not None and status not in _STATUSES:
             raise ValidationError(
                 "invalid status", [_FieldError(("status",), f"must be one of {', '.join(ConnectorStatus)}")]
             )
@@ -457,7 +460,7 @@ class ConnectorsFacade:
             allowed_from = USER_TRANSITIONS.get(requested)
             if allowed_from is None:
                 settable = ", ".join(USER_TRANSITIONS)
-                if requested in set(ConnectorStatus):
+                if requested in _STATUSES:
                     raise InvalidTransitionError(
                         f"status {requested!r} is set by tests only; a user may set {settable}"
                     )
@@ -730,15 +733,10 @@ def _test_audit(result: TestResult) -> dict[str, Any]:
 
 
 def _encode_cursor(last_id: str) -> str:
-    import base64
-
     return base64.urlsafe_b64encode(last_id.encode()).decode().rstrip("=")
 
 
 def _decode_cursor(cursor: str | None) -> str | None:
-    import base64
-    import binascii
-
     if cursor is None or cursor == "":
         return None
     try:
