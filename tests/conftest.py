@@ -26,14 +26,14 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 from connectord.admin import Admin
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
-from connectord.settings import Settings
-from connectord.types.base import (
+from connectord.plugin import (
     ConnectorConfig,
     ConnectorType,
     ProbeContext,
     ProbeError,
     ProbeOutcome,
 )
+from connectord.settings import Settings
 
 PG_ADMIN_URL = os.environ.get("CONNECTORD_TEST_PG_ADMIN", "postgresql://postgres@127.0.0.1:5432/postgres")
 

@@ -15,7 +15,7 @@ import trustme
 from connectord import ConnectorsFacade, Settings, TestResult
 from connectord.admin import Admin
 from connectord.egress import EgressPolicy
-from connectord.types.base import ProbeContext, ProbeError
+from connectord.plugin import ProbeContext, ProbeError
 from connectord.types.custom import CustomConfig, CustomType
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]

@@ -15,7 +15,7 @@ import pytest
 
 from connectord.egress import Destination, EgressPolicy, parse_ip_literal
 from connectord.model import ErrorKind
-from connectord.types.base import ProbeError
+from connectord.plugin import ProbeError
 
 LOOPBACK_OPEN = ("127.0.0.0/8", "::1/128")
 

@@ -26,8 +26,9 @@ from connectord.admin import Admin
 from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import TestResult
+from connectord.plugin import ENTRY_POINT_GROUP, ProbeContext, ProbeError
 from connectord.settings import Settings
-from connectord.types.base import ENTRY_POINT_GROUP, ProbeContext, ProbeError, TypeRegistry
+from connectord.types.registry import TypeRegistry
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
 USER = "mailer"

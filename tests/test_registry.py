@@ -14,13 +14,8 @@ import pytest
 
 from connectord import BuiltinType, ConnectorsFacade, ErrorKind, Settings, UnknownConnectorTypeError
 from connectord.admin import Admin
-from connectord.types.base import (
-    BUILTIN_TYPES,
-    ENTRY_POINT_GROUP,
-    ConnectorConfig,
-    ConnectorType,
-    TypeRegistry,
-)
+from connectord.plugin import ENTRY_POINT_GROUP, ConnectorConfig, ConnectorType
+from connectord.types.registry import BUILTIN_TYPES, TypeRegistry
 
 # DESIGN section 2, "capabilities by default".
 DEFAULT_CAPABILITIES = {

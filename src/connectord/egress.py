@@ -29,8 +29,8 @@ import socket
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
+from connectord.errors import ProbeError
 from connectord.model import ErrorKind
-from connectord.types.base import ProbeError
 
 IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network

@@ -18,7 +18,8 @@ a caller sees the same class whichever way it reaches the core::
     ├── PayloadTooLargeError       a request body exceeds the limit
     ├── SecretsError               secrets cannot be encrypted or decrypted
     ├── ConfigurationError         the settings are unusable (raised at start)
-    └── StoreError                 the store is unavailable or failed
+    ├── StoreError                 the store is unavailable or failed
+    └── ProbeError                 a probe's connection failed in a known way (``kind``)
 
 Messages never carry a secret value: every ``message`` is written by connectord
 itself, never copied from user input or a driver.
@@ -26,8 +27,11 @@ itself, never copied from user input or a driver.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+from connectord.model import ErrorKind
 
 
 @dataclass(frozen=True, slots=True)
@@ -124,3 +128,16 @@ class ConfigurationError(ConnectordError):
 
 class StoreError(ConnectordError):
     """Raised when the store is unavailable or an operation on it failed."""
+
+
+class ProbeError(ConnectordError):
+    """Raised by a probe when the connection failed in a known way (``kind``).
+
+    ``message`` is shown to the tenant: name the failure, never a secret or a trace.
+    The probe runner turns it into a failed :class:`~connectord.model.TestResult`.
+    """
+
+    def __init__(self, kind: ErrorKind, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(message)
+        self.kind = kind
+        self.details: dict[str, Any] = dict(details or {})

@@ -27,6 +27,7 @@ from connectord.errors import (
     ConflictError,
     InvalidTransitionError,
     NotFoundError,
+    ProbeError,
     ValidationError,
     VersionConflictError,
 )
@@ -53,7 +54,8 @@ from connectord.secrets import (
 )
 from connectord.settings import Settings
 from connectord.store.base import KEEP, IdempotencyRecord, Keep, Store
-from connectord.types.base import ConnectorConfig, ProbeContext, ProbeError, TypeRegistry
+from connectord.types.base import ConnectorConfig, ProbeContext
+from connectord.types.registry import TypeRegistry
 from connectord.validation import (
     check_config,
     check_metadata,

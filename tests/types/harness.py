@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from connectord.egress import EgressPolicy
-from connectord.types.base import ConnectorType, ProbeContext, ProbeError
+from connectord.plugin import ConnectorType, ProbeContext, ProbeError
 from tests.types.peers_vector import BlackHole
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]

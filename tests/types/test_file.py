@@ -26,8 +26,8 @@ from connectord.admin import Admin
 from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.settings import Settings
-from connectord.types.base import ProbeError
 from connectord.types.file import (
     PROBE_PREFIX,
     FileConfig,

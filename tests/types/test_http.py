@@ -24,8 +24,8 @@ from connectord.egress import EgressPolicy
 from connectord.errors import ValidationError
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind, TestResult
+from connectord.plugin import ProbeContext, ProbeError
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError
 from connectord.types.http import HttpConfig, HttpType, error_kind, is_credential_header
 from tests.types import peers_http
 from tests.types.peers_http import Peer, TlsFiles, TokenPeer

@@ -31,8 +31,8 @@ from connectord.admin import Admin
 from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError, ProbeOutcome
 from connectord.types.mcp import STDIO_REFUSED, McpConfig, McpType, Traffic, map_mcp_error
 from tests.types import peers_mcp
 from tests.types.peers_sql import black_hole, free_port

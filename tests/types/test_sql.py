@@ -30,8 +30,8 @@ from connectord.admin import Admin
 from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError, ProbeOutcome
 from connectord.types.sql import (
     SqlConfig,
     SqlType,

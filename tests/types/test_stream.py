@@ -35,8 +35,9 @@ from connectord.admin import Admin
 from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind, TestResult
+from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.settings import Settings
-from connectord.types.base import ProbeContext, ProbeError, ProbeOutcome, TypeRegistry
+from connectord.types.registry import TypeRegistry
 from connectord.types.stream import (
     StreamConfig,
     StreamType,

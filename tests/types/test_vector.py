@@ -31,8 +31,8 @@ import pytest
 from connectord.admin import Admin
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.settings import Settings
-from connectord.types.base import ProbeError
 from connectord.types.vector import (
     VectorConfig,
     VectorType,

@@ -20,7 +20,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, field_validator
 
 from connectord.model import Capability, ErrorKind
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 #: Default ports: 25 for relays, 465 for implicit TLS (``smtps://``).
 PORTS = {"smtp": 25, "smtps": 465}

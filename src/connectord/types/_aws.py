@@ -11,9 +11,9 @@ import logging
 from typing import TYPE_CHECKING, Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeContext, ProbeError
 from connectord.types._checked_http import EgressResolver
 from connectord.types._net import first_in_chain, parse_http_url, refused, timed
-from connectord.types.base import ProbeContext, ProbeError
 
 if TYPE_CHECKING:
     from connectord.egress import Destination

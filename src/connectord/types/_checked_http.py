@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from aiohttp.abc import AbstractResolver, ResolveResult
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeContext, ProbeError
 from connectord.types._net import (
     aiohttp_error_kind,
     error_text,
@@ -33,7 +34,6 @@ from connectord.types._net import (
     timed,
     tls_context,
 )
-from connectord.types.base import ProbeContext, ProbeError
 
 if TYPE_CHECKING:
     import aiohttp

@@ -21,7 +21,7 @@ from urllib.parse import SplitResult, urlsplit
 from pydantic import AfterValidator, SecretStr
 
 from connectord.model import ErrorKind
-from connectord.types.base import ProbeError
+from connectord.plugin import ProbeError
 
 if TYPE_CHECKING:
     import aiohttp

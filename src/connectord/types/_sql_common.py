@@ -13,7 +13,7 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from connectord.model import Capability, ErrorKind
-from connectord.types.base import ProbeError
+from connectord.plugin import ProbeError
 
 T = TypeVar("T")
 

@@ -12,6 +12,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._sql_common import (
     DEFAULT_PORTS,
     MAX_PROBE_ROWS,
@@ -25,7 +26,6 @@ from connectord.types._sql_common import (
     summary,
     tls_context,
 )
-from connectord.types.base import ProbeContext, ProbeError, ProbeOutcome
 
 if TYPE_CHECKING:
     # For annotations only: sql.py imports this module, so nothing from it is imported at run time.

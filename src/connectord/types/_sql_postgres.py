@@ -13,6 +13,7 @@ import time
 from typing import TYPE_CHECKING, Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._sql_common import (
     PARSE_ERRORS,
     Deadline,
@@ -24,7 +25,6 @@ from connectord.types._sql_common import (
     summary,
     tls_context,
 )
-from connectord.types.base import ProbeContext, ProbeError, ProbeOutcome
 
 if TYPE_CHECKING:
     import asyncpg

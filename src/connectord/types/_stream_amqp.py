@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.types._stream_common import (
     PROBE_NAME,
     Call,
@@ -16,7 +17,6 @@ from connectord.types._stream_common import (
     exc_text,
     map_driver_error,
 )
-from connectord.types.base import ProbeError
 
 
 def map_amqp_error(exc: BaseException, where: str) -> ProbeError | None:

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from connectord.model import ErrorKind
-from connectord.types.base import ProbeError
+from connectord.plugin import ProbeError
 
 if TYPE_CHECKING:
     # For annotations only: stream.py imports this module, so nothing from it is imported at run time.

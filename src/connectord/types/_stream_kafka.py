@@ -9,8 +9,8 @@ import logging
 from typing import Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.types._stream_common import PROBE_NAME, Call, ErrorTable, map_driver_error
-from connectord.types.base import ProbeError
 
 
 def map_kafka_error(exc: BaseException, where: str) -> ProbeError | None:

@@ -10,8 +10,8 @@ import secrets
 from typing import Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.types._stream_common import PROBE_NAME, Call, ErrorTable, as_text, map_driver_error
-from connectord.types.base import ProbeError
 
 #: CONNACK codes: MQTT 3.1.1 return codes (1-5) and MQTT 5 reason codes (128 and up).
 _MQTT_CONNACK: dict[int, ErrorKind] = {

@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.types._stream_common import (
     PROBE_NAME,
     Call,
@@ -20,7 +21,6 @@ from connectord.types._stream_common import (
     map_driver_error,
     secret_value,
 )
-from connectord.types.base import ProbeError
 
 
 def map_nats_error(exc: BaseException, where: str) -> ProbeError | None:

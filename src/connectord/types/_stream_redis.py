@@ -9,8 +9,8 @@ from collections.abc import Mapping
 from typing import Any
 
 from connectord.model import ErrorKind
+from connectord.plugin import ProbeError
 from connectord.types._stream_common import Call, ErrorTable, as_text, map_driver_error
-from connectord.types.base import ProbeError
 
 
 def map_redis_error(exc: BaseException, where: str) -> ProbeError | None:

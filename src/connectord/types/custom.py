@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from connectord.model import Capability, ErrorKind
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._net import CaPem, certificate_details, open_tcp, split_endpoint, timed, tls_context
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 __all__ = [
     "DEFAULT_PORTS",

@@ -25,9 +25,9 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._aws import aws_config, botocore_error_kind, checked_resolver, map_botocore_error
 from connectord.types._net import reveal, timed
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 __all__ = [
     "MAX_ENTRIES",

@@ -29,6 +29,7 @@ from pydantic import SecretStr
 
 from connectord.egress import parse_ip_literal
 from connectord.model import Capability, ErrorKind
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._http_config import (
     HTTP_TOKEN,
     MAX_REDIRECTS,
@@ -49,7 +50,6 @@ from connectord.types._net import (
     read_at_most,
     tls_context,
 )
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 if TYPE_CHECKING:
     import aiohttp

@@ -27,7 +27,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 if TYPE_CHECKING:
     import httpx2

@@ -38,6 +38,7 @@ from urllib.parse import quote, unquote, urlsplit
 from pydantic import Field, field_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._sql_common import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PORTS,
@@ -51,7 +52,6 @@ from connectord.types._sql_common import (
 )
 from connectord.types._sql_mysql import map_mysql_error, mysql_can_write, probe_mysql
 from connectord.types._sql_postgres import connect_postgres, map_postgres_error, probe_postgres
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 __all__ = [
     "Dialect",

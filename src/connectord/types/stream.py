@@ -27,6 +27,7 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._stream_amqp import map_amqp_error, probe_amqp
 from connectord.types._stream_common import Call, PinnedNameContext, pinned_tls_context
 from connectord.types._stream_kafka import _kafka_log_filter as _kafka_log_filter  # tests check it
@@ -34,7 +35,6 @@ from connectord.types._stream_kafka import map_kafka_error, probe_kafka
 from connectord.types._stream_mqtt import map_mqtt_error, probe_mqtt
 from connectord.types._stream_nats import map_nats_error, probe_nats
 from connectord.types._stream_redis import map_redis_error, probe_redis
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 
 __all__ = [
     "DEFAULT_PORTS",

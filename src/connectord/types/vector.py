@@ -26,6 +26,7 @@ from urllib.parse import quote, unquote
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._checked_http import CheckedHttp, status_error
 from connectord.types._net import (
     CaPem,
@@ -36,7 +37,6 @@ from connectord.types._net import (
     split_endpoint,
     timed,
 )
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types.sql import SslMode
 
 T = TypeVar("T")
