@@ -72,7 +72,7 @@ def aws_config(timeout: float, resolver: EgressResolver) -> dict[str, Any]:
         "read_timeout": timeout,
         "retries": {"total_max_attempts": 1, "mode": "standard"},
         "proxies": {},  # not None: None makes botocore read proxies from the environment
-        "connector_args": {"resolver": resolver, "use_dns_cache": False},
+        "connector_args": resolver.connector_args(),
     }
 
 

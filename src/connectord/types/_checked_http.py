@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import abc
+import ipaddress
 import json
 import socket
 import ssl
@@ -89,6 +90,25 @@ class EgressResolver(CheckedResolver):
         for dest in known:
             self._known.setdefault(host_key(dest.host), []).append(dest.address)
         self.refusal: ProbeError | None = None
+
+    def socket_factory(self, addr_info: Any) -> socket.socket:
+        """aiohttp's ``socket_factory``: the last check, at connect time, of the address itself.
+
+        aiohttp never asks a resolver about an IP literal, so a redirect (or an
+        address a library builds from a server's answer) to a literal would pass
+        the resolver unseen; every socket is made here, so none does.
+        """
+        family, kind, proto, _, sockaddr = addr_info
+        try:
+            self._policy.check(ipaddress.ip_address(str(sockaddr[0]).split("%", 1)[0]))
+        except ProbeError as exc:
+            self.refusal = exc
+            raise OSError(exc.message) from exc
+        return socket.socket(family, kind, proto)
+
+    def connector_args(self) -> dict[str, Any]:
+        """The ``aiohttp.TCPConnector`` arguments that route every connection through the policy."""
+        return {"resolver": self, "use_dns_cache": False, "socket_factory": self.socket_factory}
 
     async def addresses(self, host: str, port: int) -> list[str]:
         """The addresses checked before, or checked now; ``OSError`` (and :attr:`refusal`) if denied."""
@@ -173,9 +193,7 @@ class CheckedHttp:
         trace.on_connection_create_start.append(connect_start)
         trace.on_connection_create_end.append(connect_end)
         # A literal IP in the URL is never given to the resolver: connect to the checked one.
-        connector = aiohttp.TCPConnector(
-            resolver=self.resolver, ssl=tls, use_dns_cache=False, force_close=True, limit=4
-        )
+        connector = aiohttp.TCPConnector(ssl=tls, force_close=True, limit=4, **self.resolver.connector_args())
         self._session = aiohttp.ClientSession(
             connector=connector,
             timeout=aiohttp.ClientTimeout(total=self._ctx.timeout),
