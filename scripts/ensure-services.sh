@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Start the loopback services the tests use when one is down (shared/PEERS.md has the recipes).
+# Start the loopback services the tests use when one is down (each line below is the recipe).
 set -u
 up() { timeout 1 bash -c "exec 3<>/dev/tcp/127.0.0.1/$1" 2>/dev/null; }
 wait_port() { for _ in $(seq 1 60); do up "$1" && return 0; sleep 0.5; done; echo "service on port $1 did not start" >&2; return 1; }

@@ -7,11 +7,9 @@ to loopback listeners (a bound, listening socket) and to a closed loopback port.
 
 from __future__ import annotations
 
-import contextlib
+import asyncio
 import json
 import os
-import re
-import signal
 import socket
 import subprocess
 from collections.abc import Iterator
@@ -24,7 +22,9 @@ import pytest
 import yaml
 from typer.testing import CliRunner, Result
 
+from connectord.api.server import ensure_demo_tenant
 from connectord.cli import app
+from connectord.settings import Settings
 from tests.cli_server import CLI_ENV, SCRIPT, free_port, serve
 
 SECRET = "cli-S3cret-value-7e1f"
@@ -117,7 +117,7 @@ def test_the_installed_script_runs(tmp_path: Path) -> None:
 
 def test_register_get_list_update_delete(cli: Cli, listening: str) -> None:
     created = cli.json(
-        "connectors", "register", "web", "--type", "custom", "--endpoint", listening,
+        "connectors", "register", "web", "--connector-type", "custom", "--endpoint", listening,
         "--config", '{"tls": false}', "--metadata", '{"team": "core"}',
         "--secret-env", "password=CLI_TEST_SECRET",
     )  # fmt: skip
@@ -146,7 +146,7 @@ def test_register_get_list_update_delete(cli: Cli, listening: str) -> None:
     assert cleared["config"] == {"tls": False}
     cli("connectors", "update", "web2", "--if-version", "1", "--name", "x", code=4)
     assert cli.json("connectors", "list", "--status", "disconnected")[0]["name"] == "web2"
-    assert cli.json("connectors", "list", "--type", "sql") == []
+    assert cli.json("connectors", "list", "--connector-type", "sql") == []
     assert "Deleted" in cli("connectors", "delete", "web2").stderr
     cli("connectors", "get", "web2", code=3)
     cli.assert_no_secret()
@@ -156,21 +156,41 @@ def test_secrets_come_from_env_file_or_prompt_never_from_a_flag(cli: Cli, tmp_pa
     secret_file = tmp_path / "pw.txt"
     secret_file.write_text(SECRET + "\n")
     a = cli.json(
-        "connectors", "register", "a", "--type", "custom", "--secret-file", f"password={secret_file}"
+        "connectors",
+        "register",
+        "a",
+        "--connector-type",
+        "custom",
+        "--secret-file",
+        f"password={secret_file}",
     )
     b = cli.json(
-        "connectors", "register", "b", "--type", "custom", "--secret-prompt", "password", input=SECRET + "\n"
+        "connectors",
+        "register",
+        "b",
+        "--connector-type",
+        "custom",
+        "--secret-prompt",
+        "password",
+        input=SECRET + "\n",
     )
     assert a["secret_fields"] == b["secret_fields"] == ["password"]
     refused = cli(
-        "connectors", "register", "c", "--type", "custom", "--config", f'{{"password": "{SECRET}"}}', code=2
+        "connectors",
+        "register",
+        "c",
+        "--connector-type",
+        "custom",
+        "--config",
+        f'{{"password": "{SECRET}"}}',
+        code=2,
     )
     assert "never on the command line" in refused.stderr
     url = cli(
         "connectors",
         "register",
         "d",
-        "--type",
+        "--connector-type",
         "sql",
         "--endpoint",
         f"postgresql://u:{SECRET}@127.0.0.1/db",
@@ -178,11 +198,25 @@ def test_secrets_come_from_env_file_or_prompt_never_from_a_flag(cli: Cli, tmp_pa
     )
     assert "--secret-prompt password" in url.stderr.replace("\n", " ").replace("│", "")
     clear = cli(
-        "connectors", "register", "e", "--type", "custom", "--secret-env", "tls=CLI_TEST_SECRET", code=2
+        "connectors",
+        "register",
+        "e",
+        "--connector-type",
+        "custom",
+        "--secret-env",
+        "tls=CLI_TEST_SECRET",
+        code=2,
     )
     assert "not a secret field" in clear.stderr
     cli(
-        "connectors", "register", "f", "--type", "custom", "--secret-env", "password=NOT_SET_ANYWHERE", code=2
+        "connectors",
+        "register",
+        "f",
+        "--connector-type",
+        "custom",
+        "--secret-env",
+        "password=NOT_SET_ANYWHERE",
+        code=2,
     )
     assert [c["name"] for c in cli.json("connectors", "list")] == ["a", "b"]
     cli.seen = [text for text in cli.seen if "never on the command line" not in text]
@@ -190,13 +224,15 @@ def test_secrets_come_from_env_file_or_prompt_never_from_a_flag(cli: Cli, tmp_pa
 
 
 def test_errors_are_one_line_with_documented_codes(cli: Cli) -> None:
-    unknown = cli("connectors", "register", "x", "--type", "nope", code=2)
+    unknown = cli("connectors", "register", "x", "--connector-type", "nope", code=2)
     assert unknown.stderr.startswith("error: unknown connector type 'nope'")
     assert len(unknown.stderr.strip().splitlines()) == 1
-    invalid = cli("connectors", "register", "x", "--type", "custom", "--config", '{"tls": "maybe"}', code=2)
+    invalid = cli(
+        "connectors", "register", "x", "--connector-type", "custom", "--config", '{"tls": "maybe"}', code=2
+    )
     assert "config.tls" in invalid.stderr
-    cli("connectors", "register", "x", "--type", "custom")
-    duplicate = cli("connectors", "register", "x", "--type", "custom", code=4)
+    cli("connectors", "register", "x", "--connector-type", "custom")
+    duplicate = cli("connectors", "register", "x", "--connector-type", "custom", code=4)
     assert duplicate.stderr.startswith("error:")
     cli("connectors", "test", "missing", code=3)
     cli("connectors", "history", "missing", code=3)
@@ -210,9 +246,11 @@ def test_errors_are_one_line_with_documented_codes(cli: Cli) -> None:
 
 
 def test_single_tests_report_and_set_the_exit_code(cli: Cli, listening: str, closed: str) -> None:
-    cli("connectors", "register", "up", "--type", "custom", "--endpoint", listening)
-    cli("connectors", "register", "down", "--type", "custom", "--endpoint", closed)
-    both = cli.json("connectors", "register", "up2", "--type", "custom", "--endpoint", listening, "--test")
+    cli("connectors", "register", "up", "--connector-type", "custom", "--endpoint", listening)
+    cli("connectors", "register", "down", "--connector-type", "custom", "--endpoint", closed)
+    both = cli.json(
+        "connectors", "register", "up2", "--connector-type", "custom", "--endpoint", listening, "--test"
+    )
     assert (both["connector"]["name"], both["test"]["success"]) == ("up2", True)
     ok = cli("connectors", "test", "up").stdout
     assert "✓ up" in ok
@@ -233,12 +271,12 @@ def test_single_tests_report_and_set_the_exit_code(cli: Cli, listening: str, clo
 
 def test_bulk_test_summary_and_exit_code(cli: Cli, listening: str, closed: str) -> None:
     for i in range(4):
-        cli("connectors", "register", f"up{i}", "--type", "custom", "--endpoint", listening)
+        cli("connectors", "register", f"up{i}", "--connector-type", "custom", "--endpoint", listening)
     for i in range(2):
-        cli("connectors", "register", f"down{i}", "--type", "custom", "--endpoint", closed)
-    cli("connectors", "register", "old", "--type", "custom", "--endpoint", closed)
+        cli("connectors", "register", f"down{i}", "--connector-type", "custom", "--endpoint", closed)
+    cli("connectors", "register", "old", "--connector-type", "custom", "--endpoint", closed)
     cli("connectors", "update", "old", "--status", "deprecated")
-    cli("connectors", "register", "web", "--type", "http", "--endpoint", f"http://{closed}/")
+    cli("connectors", "register", "web", "--connector-type", "http", "--endpoint", f"http://{closed}/")
     summary = cli("connectors", "test", "--all", "--concurrency", "3", code=1).stdout
     assert "Tested 7 connector(s)" in summary
     assert "4 ok, 3 failed" in summary
@@ -246,7 +284,7 @@ def test_bulk_test_summary_and_exit_code(cli: Cli, listening: str, closed: str) 
     assert "refused" in summary
     assert "✗ down0" in summary
     assert "SLOWEST" in summary
-    data = cli.json("connectors", "test", "--all", "--type", "custom", code=1)
+    data = cli.json("connectors", "test", "--all", "--connector-type", "custom", code=1)
     assert (data["tested"], data["ok"], data["failed"]) == (6, 4, 2)
     assert data["failed_by_kind"] == {"refused": 2}
     assert len(data["slowest"]) == 5
@@ -294,10 +332,10 @@ def test_tenants_and_keys(cli: Cli) -> None:
 
 
 def test_the_tenant_option_separates_connectors(cli: Cli, monkeypatch: pytest.MonkeyPatch) -> None:
-    cli("connectors", "register", "mine", "--type", "custom")  # the default tenant
+    cli("connectors", "register", "mine", "--connector-type", "custom")  # the default tenant
     cli("connectors", "list", "--tenant", "acme", code=3)
     cli("tenants", "create", "acme")
-    cli("connectors", "register", "theirs", "--type", "custom", "--tenant", "acme")
+    cli("connectors", "register", "theirs", "--connector-type", "custom", "--tenant", "acme")
     monkeypatch.setenv("CONNECTORD_TENANT", "acme")
     assert [c["name"] for c in cli.json("connectors", "list")] == ["theirs"]
     assert [c["name"] for c in cli.json("connectors", "list", "--tenant", "default")] == ["mine"]
@@ -305,7 +343,15 @@ def test_the_tenant_option_separates_connectors(cli: Cli, monkeypatch: pytest.Mo
 
 
 def test_secrets_rotate_keeps_secrets_readable(cli: Cli) -> None:
-    cli("connectors", "register", "web", "--type", "custom", "--secret-env", "password=CLI_TEST_SECRET")
+    cli(
+        "connectors",
+        "register",
+        "web",
+        "--connector-type",
+        "custom",
+        "--secret-env",
+        "password=CLI_TEST_SECRET",
+    )
     report = cli.json("secrets", "rotate", "--new-key")
     assert report["reencrypted"] == 1
     assert len(report["dropped_key_ids"]) == 1
@@ -315,6 +361,41 @@ def test_secrets_rotate_keeps_secrets_readable(cli: Cli) -> None:
         "password"
     ]
     cli.assert_no_secret()
+
+
+def test_the_old_type_flag_works_with_a_deprecation_note(cli: Cli) -> None:
+    registered = cli("connectors", "register", "old", "--type", "custom", "-o", "json")
+    assert json.loads(registered.stdout)["connector_type"] == "custom"
+    assert "--type is deprecated; use --connector-type" in registered.stderr
+    listed = cli("connectors", "list", "--type", "custom", "-o", "json")
+    assert [c["name"] for c in json.loads(listed.stdout)] == ["old"]
+    assert "deprecated" in listed.stderr
+    assert "deprecated" not in cli("connectors", "list", "--connector-type", "custom").stderr
+    clash = cli("connectors", "list", "--type", "sql", "--connector-type", "custom", code=2)
+    assert "--connector-type only" in clash.stderr
+    missing = cli("connectors", "register", "none", code=2)
+    assert "--connector-type" in missing.stderr
+
+
+def test_the_second_start_hint_is_a_command_that_works(tmp_path: Path) -> None:
+    """``serve --demo`` on a store with tenants prints a keys-create command; run as printed, from
+    another folder and without the server's environment, it makes a key for the demo tenant."""
+    settings = Settings(data_dir=tmp_path / "data with space")
+    assert "created tenant 'demo'" in asyncio.run(ensure_demo_tenant(settings))
+    hint = asyncio.run(ensure_demo_tenant(settings))
+    command = next(line.strip() for line in hint.splitlines() if "keys create" in line)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORD_")}
+    env.update(PATH=f"{SCRIPT.parent}:{env['PATH']}", HOME=str(tmp_path), XDG_DATA_HOME=str(tmp_path))
+    done = subprocess.run(
+        ["bash", "-c", command + " --key-only"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, (command, done.stderr)
+    assert done.stdout.strip(), done.stderr
 
 
 def test_serve_refuses_a_password_in_a_flag(cli: Cli) -> None:
@@ -328,7 +409,7 @@ FILE = """\
 apiVersion: connectord/v1
 connectors:
   - name: web
-    type: custom
+    connector_type: custom
     endpoint: {endpoint}
     config: {{password: "${{CLI_TEST_SECRET}}"}}
     metadata: {{team: core}}
@@ -346,8 +427,9 @@ def test_apply_apply_again_dry_run_prune_and_export_round_trip(
     assert "+ web (custom) create" in dry
     assert "dry run: nothing changed" in dry
     assert cli.json("connectors", "list") == []
-    first = cli("apply", "-f", str(path)).stdout
-    assert "Applied: 2 created." in first
+    first = cli("apply", "-f", str(path))
+    assert "Applied: 2 created." in first.stdout
+    assert "note: type: is the old name of connector_type" in first.stderr  # "other" uses type:
     again = cli("apply", "-f", str(path)).stdout
     assert "= web (custom) unchanged" in again
     assert "Nothing to change: 2 unchanged." in again
@@ -360,6 +442,7 @@ def test_apply_apply_again_dry_run_prune_and_export_round_trip(
     exported = tmp_path / "export.yaml"
     cli("export", "-o", str(exported))
     assert "${WEB_PASSWORD}" in exported.read_text()
+    assert "connector_type: custom" in exported.read_text()
     assert "Nothing to change: 1 unchanged." in cli("apply", "-f", str(exported)).stdout
     assert "${WEB_PASSWORD}" in cli("export").stdout
     literal = tmp_path / "literal.yaml"
@@ -412,11 +495,11 @@ def remote(cli: Cli, server: Server, monkeypatch: pytest.MonkeyPatch, request: p
 def test_remote_connector_commands(remote: Cli, tmp_path: Path, listening: str, closed: str) -> None:
     cli = remote
     created = cli.json(
-        "connectors", "register", "web", "--type", "custom", "--endpoint", listening,
+        "connectors", "register", "web", "--connector-type", "custom", "--endpoint", listening,
         "--secret-env", "password=CLI_TEST_SECRET",
     )  # fmt: skip
     assert created["secret_fields"] == ["password"]
-    cli("connectors", "register", "down", "--type", "custom", "--endpoint", closed)
+    cli("connectors", "register", "down", "--connector-type", "custom", "--endpoint", closed)
     assert [c["name"] for c in cli.json("connectors", "list")] == ["web", "down"]
     assert cli.json("connectors", "get", "web")["id"] == created["id"]
     assert cli.json("connectors", "update", "web", "--metadata", '{"a": 1}')["metadata"] == {"a": 1}
@@ -469,67 +552,3 @@ def test_remote_failures_have_their_exit_codes(
     down = cli("connectors", "list", code=6)
     assert "is the server running?" in down.stderr
     cli.assert_no_secret("cdk_not-a-key")
-
-
-# --- the README quickstarts -----------------------------------------------------------
-
-README = Path(__file__).resolve().parents[1] / "README.md"
-
-
-def _quickstart(title: str) -> tuple[list[str], list[str]]:
-    """The sh and python blocks under ``## {title}`` in the README."""
-    text = README.read_text() if README.exists() else ""
-    if f"## {title}\n" not in text:
-        pytest.skip(f"README.md has no '## {title}' section yet")
-    section = text.split(f"## {title}\n", 1)[1].split("\n## ", 1)[0]
-    return re.findall(r"```sh\n(.*?)```", section, re.S), re.findall(r"```python\n(.*?)```", section, re.S)
-
-
-def _run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a shell script as a reader would (PATH with the installed script; no CONNECTORD_* set),
-    in its own process group, which is stopped afterwards whatever happened."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORD_")}
-    env["PATH"] = f"{SCRIPT.parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=240)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
-
-
-def test_readme_cli_quickstart_runs_as_written(tmp_path: Path) -> None:
-    blocks, _ = _quickstart("CLI quickstart")
-    script = "\n".join(blocks).replace("8000", str(free_port()))  # a port free on this machine
-    done = _run_script(script, tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "✓ web  ok in" in done.stdout
-    assert "1 ok, 1 failed" in done.stdout
-    assert "exit code 1" in done.stdout
-    assert "Nothing to change: 2 unchanged." in done.stdout
-    assert "${API_AUTH_TOKEN}" in (tmp_path / "connectors.yaml").read_text()
-    assert "s3cret-token" not in done.stdout + done.stderr + (tmp_path / "connectors.yaml").read_text()
-
-
-def test_readme_sdk_quickstart_runs_as_written(tmp_path: Path) -> None:
-    pytest.importorskip("connectord.api.server")
-    shell, python = _quickstart("SDK quickstart")
-    assert len(shell) == 2
-    assert len(python) == 1
-    script = f"{shell[0]}python3 - <<'QUICKSTART'\n{python[0]}QUICKSTART\n{shell[1]}"
-    done = _run_script(script.replace("8080", str(free_port())), tmp_path)
-    assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
-    lines = done.stdout.splitlines()
-    assert lines[0].startswith("True ")
-    assert lines[0].endswith(" 200")
-    assert lines[1] == "self connected 2"
-    assert lines[2].startswith("refused: ")

@@ -70,14 +70,14 @@ DOC = textwrap.dedent(
     apiVersion: connectord/v1
     connectors:
       - name: web
-        type: custom
+        connector_type: custom
         endpoint: 127.0.0.1:9
         config:
           password: ${DECL_PASSWORD}
           tls: false
         metadata: {team: core}
       - name: api
-        type: http
+        connector_type: http
         endpoint: http://127.0.0.1:9/
         config:
           auth: {kind: bearer, token: "file:token.txt"}
@@ -120,11 +120,13 @@ async def test_every_problem_of_a_file_is_reported_with_its_place(api: LocalBack
         apiVersion: connectord/v2
         extra: 1
         connectors:
-          - {name: a, type: nope}
-          - {name: b, type: custom, endpoint: "tcp://u:pw@127.0.0.1:1", status: connected, colour: red}
-          - {name: c, type: custom}
-          - {name: c, type: custom}
+          - {name: a, connector_type: nope}
+          - {name: b, connector_type: custom, endpoint: "tcp://u:pw@h:1", status: connected, colour: red}
+          - {name: c, connector_type: custom}
+          - {name: c, connector_type: custom}
           - not-a-mapping
+          - {name: d, type: nope}
+          - {name: e, type: custom, connector_type: custom}
         """
     )
     with pytest.raises(ValidationError) as err:
@@ -133,14 +135,26 @@ async def test_every_problem_of_a_file_is_reported_with_its_place(api: LocalBack
     assert locs == {
         ("apiVersion",),
         ("extra",),
-        ("connectors", 0, "type"),
+        ("connectors", 0, "connector_type"),
         ("connectors", 1, "endpoint"),
         ("connectors", 1, "status"),
         ("connectors", 1, "colour"),
         ("connectors", 3, "name"),
         ("connectors", 4),
+        ("connectors", 5, "type"),
+        ("connectors", 6, "type"),
     }
     assert "pw" not in " ".join(fe.msg for fe in err.value.errors)
+
+
+async def test_the_old_type_key_still_applies(api: LocalBackend, refs: Path) -> None:
+    """Files written before ``connector_type`` was the key (``type:``) apply the same."""
+    assert await _apply(api, DOC, refs) == [(CREATE, "web"), (CREATE, "api")]
+    old_style = DOC.replace("connector_type:", "type:")
+    assert "connector_type" not in old_style
+    declared = parse_document(old_style, await api.connector_types())
+    assert [(d.connector_type, d.type_key) for d in declared] == [("custom", "type"), ("http", "type")]
+    assert await _plan(api, old_style) == [(UNCHANGED, "web"), (UNCHANGED, "api")]
 
 
 async def test_invalid_yaml_names_the_line(api: LocalBackend) -> None:
@@ -245,7 +259,7 @@ async def test_status_is_declared_and_undeclared_means_active(api: LocalBackend,
 async def test_a_type_change_is_refused(api: LocalBackend, refs: Path) -> None:
     await _apply(api, DOC, refs)
     with pytest.raises(ValidationError, match="is a custom connector"):
-        await _plan(api, DOC.replace("type: custom", "type: sql"))
+        await _plan(api, DOC.replace("connector_type: custom", "connector_type: sql"))
 
 
 async def test_a_change_made_meanwhile_is_not_overwritten(api: LocalBackend, refs: Path) -> None:
@@ -270,7 +284,7 @@ async def test_export_then_apply_round_trips(api: LocalBackend, refs: Path) -> N
     web, http_api = exported["connectors"]
     assert web == {
         "name": "web",
-        "type": "custom",
+        "connector_type": "custom",
         "endpoint": "127.0.0.1:9",
         "config": {"tls": False, "password": "${WEB_PASSWORD}"},
         "metadata": {"team": "core"},

@@ -13,6 +13,7 @@ import secrets
 import socket
 import ssl
 import time
+import tomllib
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -31,6 +32,7 @@ from connectord.settings import Settings
 from connectord.types.registry import TypeRegistry
 
 LOOPBACK = ["127.0.0.0/8", "::1/128"]
+PLUGIN_DIR = Path(__file__).resolve().parent.parent / "examples" / "connectord-example-plugin"
 USER = "mailer"
 PASSWORD = f"smtp-{secrets.token_hex(8)}"
 INSTALL = ".venv/bin/pip install -e examples/connectord-example-plugin (make install does it)"
@@ -218,3 +220,10 @@ async def test_closed_port_is_refused_and_black_hole_times_out() -> None:
 def _context(endpoint: str, config: dict[str, Any], timeout: float = 5.0) -> ProbeContext:
     model = TypeRegistry().get("smtp").config_model
     return ProbeContext(endpoint, model.model_validate(config), timeout, EgressPolicy(LOOPBACK))
+
+
+def test_the_plugin_metadata_uses_the_spdx_license_string() -> None:
+    """A ``license = {text = ...}`` table makes setuptools print a deprecation box on each install."""
+    project = tomllib.loads((PLUGIN_DIR / "pyproject.toml").read_text())
+    assert project["project"]["license"] == "Apache-2.0"
+    assert "setuptools>=77" in project["build-system"]["requires"]  # the first to read the string form

@@ -1,26 +1,68 @@
-"""The README's quickstarts run as written."""
+"""The README's quickstarts run as written: the library, the CLI, the SDK and the REST API (curl),
+each as a reader would run it (the installed script on PATH, no CONNECTORD_* set, a fresh folder),
+the last two against a real ``connectord serve`` the quickstart starts itself.
+
+A renamed or missing heading fails these tests (it would otherwise leave a quickstart untested).
+"""
 
 from __future__ import annotations
 
+import contextlib
+import json
+import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
+from tests.cli_server import SCRIPT, free_port
+
 README = Path(__file__).resolve().parents[1] / "README.md"
+QUICKSTARTS = ("Library quickstart", "CLI quickstart", "SDK quickstart", "REST quickstart")
 
 
-def _section_code(title: str, lang: str) -> str:
+def _blocks(title: str, lang: str) -> list[str]:
+    """The ``lang`` code blocks under ``## {title}``; fails if the heading or the blocks are gone."""
     text = README.read_text()
-    section = text.split(f"## {title}", 1)[1].split("\n## ", 1)[0]
+    assert f"\n## {title}\n" in text, f"README.md has no '## {title}' heading: renamed? update this test"
+    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
     blocks = re.findall(rf"```{lang}\n(.*?)```", section, re.S)
     assert blocks, f"no {lang} block under '## {title}'"
-    return "\n".join(blocks)
+    return blocks
+
+
+def _run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    """Run a shell script as a reader would (PATH with the installed script; no CONNECTORD_* set),
+    in its own process group, which is stopped afterwards whatever happened."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORD_")}
+    env["PATH"] = f"{SCRIPT.parent}{os.pathsep}{env.get('PATH', '')}"
+    proc = subprocess.Popen(
+        ["bash", "-euo", "pipefail", "-c", script],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=240)
+    finally:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGTERM)
+    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+
+
+def test_every_quickstart_heading_is_there() -> None:
+    """One place that names the headings the tests below depend on."""
+    headings = re.findall(r"^## (.+)$", README.read_text(), re.M)
+    assert [h for h in headings if h.endswith("quickstart")] == list(QUICKSTARTS)
 
 
 def test_library_quickstart_runs_as_written(tmp_path: Path) -> None:
     script = tmp_path / "quickstart.py"
-    script.write_text(_section_code("Library quickstart", "python"))
+    script.write_text("\n".join(_blocks("Library quickstart", "python")))
     done = subprocess.run(
         [sys.executable, str(script)], cwd=tmp_path, capture_output=True, text=True, timeout=60
     )
@@ -28,3 +70,47 @@ def test_library_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert "['password']" in done.stdout
     assert done.stdout.splitlines()[1].startswith("True ")
     assert "s3cret" not in done.stdout + done.stderr
+
+
+def test_readme_cli_quickstart_runs_as_written(tmp_path: Path) -> None:
+    script = "\n".join(_blocks("CLI quickstart", "sh")).replace("8000", str(free_port()))
+    done = _run_script(script, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "✓ web  ok in" in done.stdout
+    assert "1 ok, 1 failed" in done.stdout
+    assert "exit code 1" in done.stdout
+    assert "Nothing to change: 2 unchanged." in done.stdout
+    assert "${API_AUTH_TOKEN}" in (tmp_path / "connectors.yaml").read_text()
+    assert "s3cret-token" not in done.stdout + done.stderr + (tmp_path / "connectors.yaml").read_text()
+
+
+def test_readme_sdk_quickstart_runs_as_written(tmp_path: Path) -> None:
+    shell, python = _blocks("SDK quickstart", "sh"), _blocks("SDK quickstart", "python")
+    assert len(shell) == 2
+    assert len(python) == 1
+    script = f"{shell[0]}python3 - <<'QUICKSTART'\n{python[0]}QUICKSTART\n{shell[1]}"
+    done = _run_script(script.replace("8080", str(free_port())), tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("True ")
+    assert lines[0].endswith(" 200")
+    assert lines[1] == "self connected 2"
+    assert lines[2].startswith("refused: ")
+
+
+def test_readme_rest_quickstart_runs_as_written(tmp_path: Path) -> None:
+    script = "\n".join(_blocks("REST quickstart", "sh"))
+    done = _run_script(script.replace("8080", str(free_port())), tmp_path)
+    log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    printed = [json.loads(line) for line in done.stdout.splitlines()]
+    # The outputs the README shows in its comments, one per curl that prints.
+    shown = [json.loads(c) for c in re.findall(r"^# (\{.*\})$", script, re.M)]
+    assert (
+        printed
+        == shown
+        == [
+            {"name": "self", "connector_type": "http", "status": "registered"},
+            {"success": True, "status_code": 200},
+        ]
+    )

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import secrets
+import socket
 import sys
 import textwrap
 from collections.abc import Iterator
@@ -246,3 +247,59 @@ async def test_a_type_without_a_probe_answers_unsupported(settings: Settings) ->
         assert stored.status == "error"
         with pytest.raises(UnknownConnectorTypeError):
             await facade.register_connector(tenant.id, "other", "teleporter", endpoint="h.invalid:1")
+
+
+def test_the_driver_table_names_every_provider_the_types_offer() -> None:
+    registry = TypeRegistry(load_entry_points=False)
+    for name in registry.names():
+        described = registry.describe(registry.get(name))
+        offered = described.get("providers") or described.get("protocols")
+        listed = [d["provider"] for d in described["drivers"]]
+        if offered:
+            assert sorted(listed) == sorted(offered), name
+        assert all(d["install"] for d in described["drivers"]), name
+    assert registry.drivers("custom") == []
+
+
+class _Missing(ConnectorType):
+    """A plugin type whose probe needs a module nobody installed."""
+
+    name: ClassVar[str] = "needs-missing"
+
+    async def probe(self, ctx: Any) -> Any:
+        import connectord_no_such_module  # type: ignore[import-not-found]  # noqa: F401
+
+        raise AssertionError("unreachable")
+
+
+@pytest.mark.parametrize(
+    ("ctype", "scheme", "config", "module", "hint"),
+    [
+        ("vector", "http", {"provider": "milvus"}, "pymilvus", "pip install 'connectord[milvus]'"),
+        ("stream", "kafka", {}, "aiokafka", "pip install aiokafka"),
+        ("needs-missing", "http", {}, "connectord_no_such_module", "install the package that provides it"),
+    ],
+)
+async def test_a_missing_driver_answers_unsupported_with_the_install_command(
+    ctype: str,
+    scheme: str,
+    config: dict[str, Any],
+    module: str,
+    hint: str,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The real probe runs against a loopback listener; ``sys.modules[name] = None`` makes its
+    driver's import fail as it does where the package is not installed."""
+    monkeypatch.setitem(sys.modules, module, None)
+    registry = TypeRegistry(load_entry_points=False)
+    registry.register(_Missing())
+    settings = Settings(data_dir=tmp_path, egress_allow=["127.0.0.0/8"])
+    with socket.create_server(("127.0.0.1", 0)) as listener:
+        endpoint = f"{scheme}://127.0.0.1:{listener.getsockname()[1]}"
+        async with ConnectorsFacade(settings=settings, registry=registry) as facade:
+            tenant, _ = await Admin(facade).create_tenant(f"md-{secrets.token_hex(4)}")
+            result = await facade.test_definition(tenant.id, "m", ctype, endpoint, config)
+    assert result.details["error_kind"] == ErrorKind.UNSUPPORTED, result
+    assert module in (result.error or "")
+    assert hint in (result.error or "")

@@ -399,6 +399,21 @@ def test_env_key_ring_format() -> None:
             KeyRing.from_env_value(bad)
 
 
+def test_env_keys_may_be_url_safe_or_unpadded() -> None:
+    key = bytes(range(224, 256))  # its base64 has both + and / in it
+    standard = base64.b64encode(key).decode()
+    url_safe = base64.urlsafe_b64encode(key).decode()
+    assert {"+", "/"} <= set(standard)
+    assert {"-", "_"} <= set(url_safe)
+    expected = KeyRing([key]).primary_id
+    for spelling in (standard, url_safe, url_safe.rstrip("="), standard.rstrip("="), f"label:{url_safe}"):
+        assert KeyRing.from_env_value(spelling).primary_id == expected, spelling
+    mixed = standard.replace("/", "_", 1)  # one key, two alphabets: a typo, not a key
+    for bad in (mixed, url_safe + "!", "=" + url_safe):
+        with pytest.raises(ConfigurationError):
+            KeyRing.from_env_value(bad)
+
+
 def test_unknown_key_id_and_tampering_are_secrets_errors() -> None:
     ring = KeyRing([generate_key()])
     sealed = ring.seal_tree({"p": "v"}, "t", "c")

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from connectord import ConnectorInfo, ConnectorsFacade, InvalidTransitionError, ValidationError
-from connectord.facade import STICKY_STATUSES, USER_TRANSITIONS
+from connectord.lifecycle import STICKY_STATUSES, USER_TRANSITIONS
 
 if TYPE_CHECKING:
     from conftest import VaultType

@@ -1,34 +1,79 @@
-"""connectord: a multi-tenant connector registry that really tests each connector."""
+"""connectord: a multi-tenant connector registry that really tests each connector.
 
-from connectord.errors import (
-    AuthenticationError,
-    ConfigurationError,
-    ConflictError,
-    ConnectordError,
-    DuplicateNameError,
-    InvalidTransitionError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
-    RateLimitedError,
-    SecretsError,
-    StoreError,
-    UnknownConnectorTypeError,
-    ValidationError,
-    VersionConflictError,
-)
-from connectord.facade import ConnectorsFacade, get_connectors_facade
-from connectord.model import (
-    AuditEvent,
-    BuiltinType,
-    Capability,
-    ConnectorInfo,
-    ConnectorStatus,
-    ErrorKind,
-    Page,
-    TestResult,
-)
-from connectord.settings import Settings
+The names are imported on first use (PEP 562), so that importing a part of the
+package (``connectord.client``, the CLI's ``--version``) does not load the
+facade, the store and their dependencies.
+"""
+
+import importlib
+import typing
+
+if typing.TYPE_CHECKING:
+    from connectord.errors import (
+        AuthenticationError,
+        ConfigurationError,
+        ConflictError,
+        ConnectordError,
+        DuplicateNameError,
+        InvalidTransitionError,
+        NotFoundError,
+        PayloadTooLargeError,
+        PermissionDeniedError,
+        ProbeError,
+        RateLimitedError,
+        SecretsError,
+        StoreError,
+        TransportError,
+        UnknownConnectorTypeError,
+        ValidationError,
+        VersionConflictError,
+    )
+    from connectord.facade import ConnectorsFacade, get_connectors_facade
+    from connectord.model import (
+        AuditEvent,
+        BuiltinType,
+        Capability,
+        ConnectorInfo,
+        ConnectorStatus,
+        ErrorKind,
+        Page,
+        Scope,
+        TestResult,
+    )
+    from connectord.settings import Settings
+
+#: Each public name and the module that defines it.
+_EXPORTS = {
+    "AuditEvent": "connectord.model",
+    "AuthenticationError": "connectord.errors",
+    "BuiltinType": "connectord.model",
+    "Capability": "connectord.model",
+    "ConfigurationError": "connectord.errors",
+    "ConflictError": "connectord.errors",
+    "ConnectorInfo": "connectord.model",
+    "ConnectorStatus": "connectord.model",
+    "ConnectordError": "connectord.errors",
+    "ConnectorsFacade": "connectord.facade",
+    "DuplicateNameError": "connectord.errors",
+    "ErrorKind": "connectord.model",
+    "InvalidTransitionError": "connectord.errors",
+    "NotFoundError": "connectord.errors",
+    "Page": "connectord.model",
+    "PayloadTooLargeError": "connectord.errors",
+    "PermissionDeniedError": "connectord.errors",
+    "ProbeError": "connectord.errors",
+    "RateLimitedError": "connectord.errors",
+    "Scope": "connectord.model",
+    "SecretsError": "connectord.errors",
+    "Settings": "connectord.settings",
+    "StoreError": "connectord.errors",
+    "TestResult": "connectord.model",
+    "TransportError": "connectord.errors",
+    "UnknownConnectorTypeError": "connectord.errors",
+    "ValidationError": "connectord.errors",
+    "VersionConflictError": "connectord.errors",
+    "get_connectors_facade": "connectord.facade",
+}
 
 __all__ = [
     "AuditEvent",
@@ -48,13 +93,29 @@ __all__ = [
     "Page",
     "PayloadTooLargeError",
     "PermissionDeniedError",
+    "ProbeError",
     "RateLimitedError",
+    "Scope",
     "SecretsError",
     "Settings",
     "StoreError",
     "TestResult",
+    "TransportError",
     "UnknownConnectorTypeError",
     "ValidationError",
     "VersionConflictError",
     "get_connectors_facade",
 ]
+
+
+def __getattr__(name: str) -> object:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})

@@ -9,12 +9,22 @@ from dataclasses import dataclass, field
 from connectord.errors import AuthenticationError, NotFoundError, ValidationError
 from connectord.errors import FieldError as _FieldError
 from connectord.facade import ConnectorsFacade
-from connectord.model import AuditEvent, TenantRecord, new_id, utcnow
+from connectord.model import TENANT_SCOPES, AuditEvent, Scope, TenantRecord, new_id, utcnow
 from connectord.store.base import ApiKeyRecord, Store
 from connectord.validation import check_name
 
-SCOPES = ("connectors:read", "connectors:write", "connectors:test", "admin")
-TENANT_SCOPES = ("connectors:read", "connectors:write", "connectors:test")
+#: Every scope a key may be given.
+SCOPES: tuple[Scope, ...] = tuple(Scope)
+__all__ = [
+    "KEY_PREFIX",
+    "SCOPES",
+    "TENANT_SCOPES",
+    "Admin",
+    "NewKey",
+    "Principal",
+    "RotationReport",
+    "hash_key",
+]
 KEY_PREFIX = "cdk_"
 
 
@@ -106,8 +116,10 @@ class Admin:
         if await store.get_tenant(tenant_id) is None:
             raise NotFoundError("no such tenant")
         value = KEY_PREFIX + _stdlib_secrets.token_urlsafe(32)
-        record = ApiKeyRecord(new_id(), tenant_id, check_name(name), hash_key(value), tuple(scopes), utcnow())
-        audit = self._audit(tenant_id, actor, "key.create", {"key_id": record.id, "scopes": list(scopes)})
+        # Stored as plain strings, whichever way the caller spelled them.
+        given = tuple(str(scope) for scope in scopes)
+        record = ApiKeyRecord(new_id(), tenant_id, check_name(name), hash_key(value), given, utcnow())
+        audit = self._audit(tenant_id, actor, "key.create", {"key_id": record.id, "scopes": list(given)})
         await store.create_api_key(tenant_id, record, audit)
         return NewKey(record.id, tenant_id, value, record.scopes)
 

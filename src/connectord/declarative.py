@@ -5,7 +5,7 @@ The file format (``apiVersion: connectord/v1``)::
     apiVersion: connectord/v1
     connectors:
       - name: orders-db
-        type: sql
+        connector_type: sql                   # as in the REST API (``type`` is accepted too)
         endpoint: postgresql://app@db.internal:5432/orders
         config:
           password: ${ORDERS_DB_PASSWORD}     # a reference, never a value
@@ -42,7 +42,9 @@ from connectord.errors import FieldError, ValidationError
 from connectord.model import ConnectorInfo, ConnectorStatus
 
 API_VERSION = "connectord/v1"
-ENTRY_KEYS = ("name", "type", "endpoint", "config", "metadata", "status")
+ENTRY_KEYS = ("name", "connector_type", "endpoint", "config", "metadata", "status")
+#: The first name of ``connector_type`` in files; still read, so files written with it keep working.
+TYPE_ALIAS = "type"
 #: The statuses a file may declare: the ones a user sets and tests do not change.
 DECLARABLE_STATUSES = (ConnectorStatus.DISCONNECTED.value, ConnectorStatus.DEPRECATED.value)
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
@@ -187,6 +189,8 @@ class Declared:
     secret_refs: dict[str, str]
     metadata: dict[str, Any]
     status: str | None
+    #: The key the file used for the type: ``connector_type``, or its old name ``type``.
+    type_key: str = "connector_type"
 
 
 def _err(loc: Loc, msg: str) -> FieldError:
@@ -239,13 +243,16 @@ def _parse_entry(
         return None
     before = len(errors)
     for key in entry:
-        if key not in ENTRY_KEYS:
+        if key not in ENTRY_KEYS and key != TYPE_ALIAS:
             errors.append(_err((*loc, str(key)), f"unknown key; use {', '.join(ENTRY_KEYS)}"))
-    name, ctype = entry.get("name"), entry.get("type")
+    type_key = TYPE_ALIAS if TYPE_ALIAS in entry and "connector_type" not in entry else "connector_type"
+    if TYPE_ALIAS in entry and "connector_type" in entry:
+        errors.append(_err((*loc, TYPE_ALIAS), "is the old name of connector_type: give connector_type only"))
+    name, ctype = entry.get("name"), entry.get(type_key)
     if not isinstance(name, str) or not name:
         errors.append(_err((*loc, "name"), "is required (a string)"))
     if not isinstance(ctype, str) or ctype not in patterns:
-        errors.append(_err((*loc, "type"), f"must be one of {', '.join(sorted(patterns))}"))
+        errors.append(_err((*loc, type_key), f"must be one of {', '.join(sorted(patterns))}"))
     endpoint = entry.get("endpoint")
     if endpoint is not None and not isinstance(endpoint, str):
         errors.append(_err((*loc, "endpoint"), "must be a string"))
@@ -271,7 +278,7 @@ def _parse_entry(
                     "is a secret: write a reference (${ENV_VAR} or file:PATH), never the value",
                 )
             )
-    return Declared(index, name, ctype, endpoint, public, refs, dict(metadata), status)
+    return Declared(index, name, ctype, endpoint, public, refs, dict(metadata), status, type_key)
 
 
 def _has_password(endpoint: str) -> bool:
@@ -375,7 +382,12 @@ def _compare(d: Declared, current: ConnectorInfo | None, update_secrets: bool) -
     if current.connector_type != d.connector_type:
         raise ValidationError(
             f"connector {d.name!r} is a {current.connector_type} connector; the file says {d.connector_type}",
-            [_err(("connectors", d.index, "type"), "cannot change; delete the connector or use a new name")],
+            [
+                _err(
+                    ("connectors", d.index, d.type_key),
+                    "cannot change; delete the connector or use a new name",
+                )
+            ],
         )
     if (d.endpoint or None) != current.endpoint:
         change.updates["endpoint"] = d.endpoint or ""
@@ -498,7 +510,7 @@ async def export_document(api: ConnectorsAPI, connector_type: str | None = None)
     taken: set[str] = set()
     entries: list[dict[str, Any]] = []
     async for info in api.list_connectors(connector_type=connector_type):
-        entry: dict[str, Any] = {"name": info.name, "type": info.connector_type}
+        entry: dict[str, Any] = {"name": info.name, "connector_type": info.connector_type}
         if info.endpoint:
             entry["endpoint"] = info.endpoint
         refs = {s: "${" + env_name(info.name, s, taken) + "}" for s in info.secret_fields}

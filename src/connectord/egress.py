@@ -5,7 +5,7 @@ checks every address and returns only checked ones; the probe then connects
 to one of those addresses (never to the name again), so a second DNS answer
 cannot steer it elsewhere (DNS rebinding).
 
-Denied by default (DESIGN section 6): loopback, private, link-local
+Denied by default: loopback, private, link-local
 (169.254.169.254 included), CGNAT, multicast, reserved, documentation and
 unspecified ranges in IPv4 and IPv6. IPv6 forms that carry an IPv4 address
 (IPv4-mapped, IPv4-translated, NAT64 ``64:ff9b::/96``, 6to4) are judged by the

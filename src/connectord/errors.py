@@ -1,25 +1,30 @@
 """The one exception tree of connectord.
 
-Every layer raises these; the REST API maps them to problem documents through
-one table (``api/app.py``) and the SDK maps problem documents back to them, so
-a caller sees the same class whichever way it reaches the core::
+Every layer raises these. Each class carries its problem ``slug``, HTTP
+``status`` and ``title``: the REST API writes its problem documents from them
+(``api/problems.py``) and the SDK maps problem documents back through
+:func:`problem_classes`, so a caller sees the same class whichever way it
+reaches the core. Slug and status of each class, and when it is raised::
 
-    ConnectordError
-    ├── ValidationError            input does not validate (field-level ``errors``)
-    │   └── UnknownConnectorTypeError   the connector type is not registered
-    ├── NotFoundError              the thing does not exist for this tenant
-    ├── ConflictError              the request conflicts with the current state
-    │   ├── DuplicateNameError     a connector of that name exists in the tenant
-    │   ├── VersionConflictError   the expected version is stale
-    │   └── InvalidTransitionError the status change is not allowed
-    ├── AuthenticationError        no valid API key
-    ├── PermissionDeniedError      the key lacks the scope
-    ├── RateLimitedError           a tenant limit was exceeded (``retry_after``)
-    ├── PayloadTooLargeError       a request body exceeds the limit
-    ├── SecretsError               secrets cannot be encrypted or decrypted
-    ├── ConfigurationError         the settings are unusable (raised at start)
-    ├── StoreError                 the store is unavailable or failed
-    └── ProbeError                 a probe's connection failed in a known way (``kind``)
+    ConnectordError                500 internal           anything unexpected (the base)
+    ├── ValidationError            422 validation         input does not validate (field-level ``errors``)
+    │   └── UnknownConnectorTypeError  422 unknown-connector-type  the connector type is not registered
+    ├── NotFoundError              404 not-found          the thing does not exist for this tenant
+    ├── ConflictError              409 conflict           the request conflicts with the current state
+    │   ├── DuplicateNameError     409 duplicate-name     a connector of that name exists in the tenant
+    │   ├── VersionConflictError   412 version-conflict   the expected version is stale (``current_version``)
+    │   └── InvalidTransitionError 409 invalid-transition the status change is not allowed
+    ├── AuthenticationError        401 unauthorized       no valid API key
+    ├── PermissionDeniedError      403 forbidden          the key lacks the scope
+    ├── RateLimitedError           429 rate-limited       a tenant limit was exceeded (``retry_after``)
+    ├── PayloadTooLargeError       413 payload-too-large  a request body exceeds the limit
+    ├── SecretsError               500 secrets            secrets cannot be encrypted or decrypted
+    ├── ConfigurationError         500 configuration      the settings are unusable (raised at start)
+    ├── StoreError                 503 store-unavailable  the store is unavailable or failed
+    ├── ProbeError                 502 probe-failed       a connection to a connector failed in a known
+    │                                                     way (``kind``; 504 for ``ErrorKind.TIMEOUT``)
+    └── TransportError             502 transport          the SDK could not reach the server, or the
+                                                          connection broke (after any retries)
 
 Messages never carry a secret value: every ``message`` is written by connectord
 itself, never copied from user input or a driver.
@@ -32,6 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from connectord.model import ErrorKind
+
+#: A problem document's ``type`` is this prefix and the error class's ``slug``.
+PROBLEM_TYPE_PREFIX = "urn:connectord:problem:"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +55,18 @@ class FieldError:
 
 
 class ConnectordError(Exception):
-    """Base of every error connectord raises on purpose."""
+    """Base of every error connectord raises on purpose (and the SDK's answer to any
+    error response it cannot place)."""
+
+    #: The problem document's type is :data:`PROBLEM_TYPE_PREFIX` and this slug.
+    slug = "internal"
+    #: The HTTP status of the problem document.
+    status = 500
+    #: The problem document's title: fixed per class, safe to show anyone.
+    title = "Internal error"
+    #: Whether a 5xx still shows its ``message`` (a client error always does): most
+    #: server errors show their title only, as their message may describe internals.
+    public = False
 
     def __init__(self, message: str) -> None:
         super().__init__(message)
@@ -57,6 +76,10 @@ class ConnectordError(Exception):
 class ValidationError(ConnectordError):
     """Raised when input (a config, a name, a filter) does not validate."""
 
+    slug = "validation"
+    status = 422
+    title = "Invalid input"
+
     def __init__(self, message: str, errors: Sequence[FieldError] = ()) -> None:
         super().__init__(message)
         self.errors: list[FieldError] = list(errors)
@@ -64,6 +87,9 @@ class ValidationError(ConnectordError):
 
 class UnknownConnectorTypeError(ValidationError):
     """Raised when a connector type name is not in the registry."""
+
+    slug = "unknown-connector-type"
+    title = "Unknown connector type"
 
     def __init__(self, name: str, known: Sequence[str], reason: str | None = None) -> None:
         if reason is None:
@@ -77,17 +103,32 @@ class UnknownConnectorTypeError(ValidationError):
 class NotFoundError(ConnectordError):
     """Raised when a connector, tenant or key does not exist for the caller."""
 
+    slug = "not-found"
+    status = 404
+    title = "Not found"
+
 
 class ConflictError(ConnectordError):
     """Raised when a request conflicts with the current state."""
+
+    slug = "conflict"
+    status = 409
+    title = "Conflict"
 
 
 class DuplicateNameError(ConflictError):
     """Raised when a tenant already has a connector of that name."""
 
+    slug = "duplicate-name"
+    title = "Name already taken"
+
 
 class VersionConflictError(ConflictError):
     """Raised when an update's expected version is not the current one."""
+
+    slug = "version-conflict"
+    status = 412
+    title = "Precondition failed: the version changed"
 
     def __init__(self, message: str, current_version: int | None = None) -> None:
         super().__init__(message)
@@ -97,17 +138,32 @@ class VersionConflictError(ConflictError):
 class InvalidTransitionError(ConflictError):
     """Raised when a status change (or a test of a deprecated connector) is refused."""
 
+    slug = "invalid-transition"
+    title = "Status change not allowed"
+
 
 class AuthenticationError(ConnectordError):
     """Raised when no valid API key was given."""
+
+    slug = "unauthorized"
+    status = 401
+    title = "Authentication required"
 
 
 class PermissionDeniedError(ConnectordError):
     """Raised when the API key lacks the scope the operation needs."""
 
+    slug = "forbidden"
+    status = 403
+    title = "Missing scope"
+
 
 class RateLimitedError(ConnectordError):
     """Raised when a tenant exceeds its rate or concurrency limit."""
+
+    slug = "rate-limited"
+    status = 429
+    title = "Too many requests"
 
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
@@ -117,27 +173,74 @@ class RateLimitedError(ConnectordError):
 class PayloadTooLargeError(ConnectordError):
     """Raised when a request body is larger than the configured limit."""
 
+    slug = "payload-too-large"
+    status = 413
+    title = "Request body too large"
+
 
 class SecretsError(ConnectordError):
     """Raised when a secret cannot be encrypted or decrypted (unknown key id, bad key)."""
+
+    slug = "secrets"
+    title = "Secrets unavailable"
 
 
 class ConfigurationError(ConnectordError):
     """Raised at start when the settings are unusable or unsafe."""
 
+    slug = "configuration"
+    title = "Server misconfigured"
+
 
 class StoreError(ConnectordError):
     """Raised when the store is unavailable or an operation on it failed."""
+
+    slug = "store-unavailable"
+    status = 503
+    title = "Store unavailable"
 
 
 class ProbeError(ConnectordError):
     """Raised by a probe when the connection failed in a known way (``kind``).
 
     ``message`` is shown to the tenant: name the failure, never a secret or a trace.
-    The probe runner turns it into a failed :class:`~connectord.model.TestResult`.
+    The probe runner turns it into a failed :class:`~connectord.model.TestResult`;
+    where one reaches the API as an error (the proxy), it answers 502, or 504 for a
+    timeout, and the SDK rebuilds it with its ``kind``.
     """
+
+    slug = "probe-failed"
+    status = 502
+    title = "The connector could not be reached"
+    public = True
 
     def __init__(self, kind: ErrorKind, message: str, details: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.kind = kind
         self.details: dict[str, Any] = dict(details or {})
+        if kind is ErrorKind.TIMEOUT:
+            self.status = 504
+            self.title = "The connector did not answer in time"
+
+
+class TransportError(ConnectordError):
+    """Raised by the SDK when the server cannot be reached or the connection broke
+    (after any retries)."""
+
+    slug = "transport"
+    status = 502
+    title = "Connection failed"
+
+
+def problem_classes() -> dict[str, type[ConnectordError]]:
+    """Each slug and the class of this module that declares it, base classes first
+    (the SDK's reverse map). A subclass made elsewhere (a plugin's) shares its
+    parent's slug and is not listed: the parent stands for it."""
+    found: dict[str, type[ConnectordError]] = {}
+    pending: list[type[ConnectordError]] = [ConnectordError]
+    while pending:
+        cls = pending.pop(0)
+        if cls.__module__ == __name__ and "slug" in vars(cls):
+            found.setdefault(cls.slug, cls)
+        pending.extend(cls.__subclasses__())
+    return found

@@ -68,6 +68,23 @@ class ErrorKind(enum.StrEnum):
     INTERNAL = "internal"
 
 
+class Scope(enum.StrEnum):
+    """What an API key may do (DESIGN section 5). Stored and sent as the value."""
+
+    READ = "connectors:read"
+    WRITE = "connectors:write"
+    TEST = "connectors:test"
+    #: Using a connector through connectord (proxy, MCP gateway, checkout): no route
+    #: asks for it yet, and no default key has it.
+    USE = "connectors:use"
+    #: Tenant and key management: an operator's key.
+    ADMIN = "admin"
+
+
+#: The scopes of a tenant's first key, and of a new key unless told otherwise.
+TENANT_SCOPES: tuple[Scope, ...] = (Scope.READ, Scope.WRITE, Scope.TEST)
+
+
 def _iso(value: datetime | None) -> str | None:
     return value.isoformat() if value is not None else None
 

@@ -14,6 +14,7 @@ import hashlib
 import hmac
 import json
 import os
+import re
 import secrets as _stdlib_secrets
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -70,7 +71,8 @@ class KeyRing:
 
     @classmethod
     def from_env_value(cls, value: str) -> KeyRing:
-        """Parse ``CONNECTORD_SECRET_KEY``: comma-separated base64 keys, newest last.
+        """Parse ``CONNECTORD_SECRET_KEY``: comma-separated base64 keys (standard or URL-safe
+        alphabet, padding optional), newest last.
 
         Each item may carry a label before a colon (``2026-11:BASE64``); the label
         is for people only, key ids are derived from the key bytes.
@@ -82,7 +84,7 @@ class KeyRing:
                 continue
             encoded = item.rsplit(":", 1)[-1]
             try:
-                keys.append(base64.b64decode(encoded, validate=True))
+                keys.append(_decode_key(encoded))
             except ValueError as exc:
                 raise ConfigurationError("CONNECTORD_SECRET_KEY holds an item that is not base64") from exc
         return cls(keys)
@@ -92,7 +94,7 @@ class KeyRing:
         """Open the embedded key file, creating it (mode 0600) on first use."""
         path = data_dir / KEY_FILE_NAME
         if not path.exists():
-            data_dir.mkdir(parents=True, exist_ok=True)
+            data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
             _write_key_file(path, [generate_key()])
         mode = path.stat().st_mode & 0o777
         if mode & 0o077:
@@ -241,3 +243,15 @@ def leaf_values(tree: Mapping[str, Any]) -> list[str]:
         elif value is not None:
             values.append(str(value))
     return values
+
+
+# One alphabet per key: standard (+/) or URL-safe (-_), which many key generators print.
+_BASE64_KEY = re.compile(r"[A-Za-z0-9+/]+=*|[A-Za-z0-9_-]+=*")
+
+
+def _decode_key(encoded: str) -> bytes:
+    """The bytes of a base64 key in either alphabet, with or without its ``=`` padding."""
+    if not _BASE64_KEY.fullmatch(encoded):
+        raise ValueError("not base64")
+    core = encoded.rstrip("=").translate(str.maketrans("-_", "+/"))
+    return base64.b64decode(core + "=" * (-len(core) % 4), validate=True)

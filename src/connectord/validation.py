@@ -96,10 +96,11 @@ def check_name(name: object, field: str = "name") -> str:
     return name
 
 
-def split_endpoint(endpoint: object) -> tuple[str | None, str | None]:
-    """Check an endpoint and move a password out of it: ``(endpoint, password)``."""
+def split_endpoint(endpoint: object) -> tuple[str | None, dict[str, str]]:
+    """Check an endpoint's general shape and move the credentials out of it:
+    ``(endpoint, {config field: secret})``."""
     if endpoint is None or endpoint == "":
-        return None, None
+        return None, {}
     if not isinstance(endpoint, str) or len(endpoint) > MAX_ENDPOINT or _CONTROL.search(endpoint):
         raise ValidationError(
             "invalid endpoint",
@@ -112,7 +113,7 @@ def split_endpoint(endpoint: object) -> tuple[str | None, str | None]:
             ],
         )
     if "://" not in endpoint:
-        return endpoint, None
+        return endpoint, {}
     try:
         parts = urlsplit(endpoint)
         parts.port  # noqa: B018 - raises on a bad port
@@ -121,9 +122,9 @@ def split_endpoint(endpoint: object) -> tuple[str | None, str | None]:
             "invalid endpoint", [FieldError(("endpoint",), "is not a valid URL (check the port)")]
         ) from None
     if parts.password is None:
-        return endpoint, None
+        return endpoint, {}
     # The URL carries the password percent-encoded; the secret is the password itself.
-    return urlunsplit(_without_password(parts)), unquote(parts.password)
+    return urlunsplit(_without_password(parts)), {"password": unquote(parts.password)}
 
 
 def _without_password(parts: SplitResult) -> SplitResult:

@@ -1,8 +1,8 @@
 """The FastAPI application: routes, the error table's handlers, middleware, lifespan.
 
 Routes never raise HTTP errors themselves: they let the core's exceptions
-through, and ``problems.PROBLEMS`` (one table) turns each into an RFC 9457
-problem document here.
+through, and each becomes an RFC 9457 problem document here, with the slug,
+status and title its class carries (``connectord.errors``).
 """
 
 from __future__ import annotations
@@ -22,9 +22,9 @@ from connectord.admin import Admin
 from connectord.api.limits import TestLimiter
 from connectord.api.metrics import Metrics
 from connectord.api.middleware import RequestMiddleware
-from connectord.api.problems import HTTP_SLUGS, error_problem, problem
+from connectord.api.problems import HTTP_SLUGS, class_problem, error_problem, problem
 from connectord.api.routes import connectors, meta, tenants
-from connectord.errors import ConnectordError
+from connectord.errors import ConnectordError, ValidationError
 from connectord.facade import ConnectorsFacade
 from connectord.settings import Settings
 
@@ -52,7 +52,7 @@ async def _on_invalid_request(request: Request, exc: Exception) -> Response:
     ]
     malformed = any(err.get("type") == "json_invalid" for err in exc.errors())
     detail = "the body is not valid JSON" if malformed else "the request does not validate; see errors"
-    return problem(422, "validation", "Invalid input", detail, request_id=_request_id(request), errors=errors)
+    return class_problem(ValidationError, detail, request_id=_request_id(request), errors=errors)
 
 
 async def _on_http_error(request: Request, exc: Exception) -> Response:
@@ -61,9 +61,7 @@ async def _on_http_error(request: Request, exc: Exception) -> Response:
         # FastAPI's 400 for a body it cannot decode (not UTF-8): malformed input is 422 here.
         errors = [{"loc": ["body"], "msg": "is not valid UTF-8 JSON"}]
         detail = "the body is not valid JSON"
-        return problem(
-            422, "validation", "Invalid input", detail, request_id=_request_id(request), errors=errors
-        )
+        return class_problem(ValidationError, detail, request_id=_request_id(request), errors=errors)
     slug, title = HTTP_SLUGS.get(exc.status_code, ("http-error", "HTTP error"))
     detail = exc.detail if isinstance(exc.detail, str) else title
     headers = exc.headers
@@ -90,7 +88,7 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     # A last resort for failures in the middleware itself (RequestMiddleware answers
     # the app's own). The class name only: a driver's message could carry a secret.
     logger.error("unhandled %s (request %s)", type(exc).__name__, _request_id(request))
-    return problem(500, "internal", "Internal error", "Internal error", request_id=_request_id(request))
+    return class_problem(ConnectordError, ConnectordError.title, request_id=_request_id(request))
 
 
 def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None = None) -> FastAPI:

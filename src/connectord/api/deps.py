@@ -17,6 +17,7 @@ from connectord.api.limits import TestLimiter
 from connectord.api.metrics import Metrics
 from connectord.errors import PermissionDeniedError
 from connectord.facade import ConnectorsFacade
+from connectord.model import Scope
 
 
 async def get_metrics(request: Request) -> Metrics:
@@ -51,7 +52,7 @@ class ScopedBearer(HTTPBearer):
     FastAPI resolves costs tens of microseconds per request. Being an ``HTTPBearer``
     declares the scheme in OpenAPI."""
 
-    def __init__(self, scope: str) -> None:
+    def __init__(self, scope: Scope) -> None:
         super().__init__(
             auto_error=False,
             scheme_name="HTTPBearer",
@@ -65,14 +66,14 @@ class ScopedBearer(HTTPBearer):
         admin: Admin = state.admin
         principal = await admin.authenticate(token.strip() if scheme.lower() == "bearer" else None)
         if self.scope not in principal.scopes:
-            raise PermissionDeniedError(f"this API key lacks the {self.scope!r} scope")
+            raise PermissionDeniedError(f"this API key lacks the {self.scope.value!r} scope")
         return Caller(principal, state.facade, admin, state.limiter)
 
 
-Reader = Annotated[Caller, Depends(ScopedBearer("connectors:read"))]
-Writer = Annotated[Caller, Depends(ScopedBearer("connectors:write"))]
-Tester = Annotated[Caller, Depends(ScopedBearer("connectors:test"))]
-Operator = Annotated[Caller, Depends(ScopedBearer("admin"))]
+Reader = Annotated[Caller, Depends(ScopedBearer(Scope.READ))]
+Writer = Annotated[Caller, Depends(ScopedBearer(Scope.WRITE))]
+Tester = Annotated[Caller, Depends(ScopedBearer(Scope.TEST))]
+Operator = Annotated[Caller, Depends(ScopedBearer(Scope.ADMIN))]
 MetricsDep = Annotated[Metrics, Depends(get_metrics)]
 
 #: Text the store can hold: PostgreSQL refuses NUL in text, so an id or filter

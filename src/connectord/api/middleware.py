@@ -14,7 +14,8 @@ import time
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from connectord.api.metrics import Metrics
-from connectord.api.problems import problem
+from connectord.api.problems import class_problem
+from connectord.errors import ConnectordError, PayloadTooLargeError
 
 access_log = logging.getLogger("connectord.access")
 logger = logging.getLogger("connectord.api")
@@ -63,13 +64,8 @@ class RequestMiddleware:
                 receive = await self._buffer(receive, length)
             await self.app(scope, receive, send_with_id)
         except _TooLarge:
-            response = problem(
-                413,
-                "payload-too-large",
-                "Request body too large",
-                f"the body exceeds {self.max_body} bytes",
-                request_id=rid,
-            )
+            detail = f"the body exceeds {self.max_body} bytes"
+            response = class_problem(PayloadTooLargeError, detail, request_id=rid)
             await response(scope, receive, send_with_id)
         except Exception as exc:
             # Answered here rather than by Starlette's outermost handler, so the 500
@@ -77,7 +73,7 @@ class RequestMiddleware:
             logger.error("unhandled %s", type(exc).__name__, extra={"request_id": rid})
             if started:
                 raise
-            response = problem(500, "internal", "Internal error", "Internal error", request_id=rid)
+            response = class_problem(ConnectordError, ConnectordError.title, request_id=rid)
             await response(scope, receive, send_with_id)
         finally:
             elapsed = time.perf_counter() - start

@@ -1,4 +1,9 @@
-"""RFC 9457 problem documents: the one table from the core's errors to HTTP statuses."""
+"""RFC 9457 problem documents, written from the core's error classes.
+
+Each class in ``connectord.errors`` carries its slug, status and title; every
+problem document this server writes, here or in the middleware, takes them from
+there, and the SDK reads them back from the same classes.
+"""
 
 from __future__ import annotations
 
@@ -11,33 +16,16 @@ from starlette.responses import Response
 from connectord import errors as e
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:connectord:problem:"
+TYPE_PREFIX = e.PROBLEM_TYPE_PREFIX
 
-#: Error class -> (status, slug, title). Looked up along the class's MRO, so the
-#: most specific entry wins; the SDK maps slugs back to the same classes.
-PROBLEMS: dict[type[e.ConnectordError], tuple[int, str, str]] = {
-    e.UnknownConnectorTypeError: (422, "unknown-connector-type", "Unknown connector type"),
-    e.ValidationError: (422, "validation", "Invalid input"),
-    e.NotFoundError: (404, "not-found", "Not found"),
-    e.DuplicateNameError: (409, "duplicate-name", "Name already taken"),
-    e.VersionConflictError: (412, "version-conflict", "Precondition failed: the version changed"),
-    e.InvalidTransitionError: (409, "invalid-transition", "Status change not allowed"),
-    e.ConflictError: (409, "conflict", "Conflict"),
-    e.AuthenticationError: (401, "unauthorized", "Authentication required"),
-    e.PermissionDeniedError: (403, "forbidden", "Missing scope"),
-    e.RateLimitedError: (429, "rate-limited", "Too many requests"),
-    e.PayloadTooLargeError: (413, "payload-too-large", "Request body too large"),
-    e.StoreError: (503, "store-unavailable", "Store unavailable"),
-    e.ConnectordError: (500, "internal", "Internal error"),
-}
-
-#: Statuses of problems that are not core errors (routing, framework).
+#: Statuses of problems that are not core errors (routing, framework); the core's
+#: own (404, 500) come from their classes in ``connectord.errors``.
 HTTP_SLUGS: dict[int, tuple[str, str]] = {
-    404: ("not-found", "Not found"),
+    404: (e.NotFoundError.slug, e.NotFoundError.title),
     405: ("method-not-allowed", "Method not allowed"),
     406: ("not-acceptable", "Not acceptable"),
     415: ("unsupported-media-type", "Unsupported media type"),
-    500: ("internal", "Internal error"),
+    500: (e.ConnectordError.slug, e.ConnectordError.title),
 }
 
 
@@ -59,9 +47,21 @@ def problem(
     return Response(orjson.dumps(body), status_code=status, media_type=PROBLEM_MEDIA_TYPE, headers=headers)
 
 
+def class_problem(
+    cls: type[e.ConnectordError],
+    detail: str,
+    *,
+    request_id: str | None = None,
+    headers: Mapping[str, str] | None = None,
+    **extra: Any,
+) -> Response:
+    """The problem document of an error class, for answers written without an instance
+    (a body over the limit, a request FastAPI refused before any route ran)."""
+    return problem(cls.status, cls.slug, cls.title, detail, request_id=request_id, headers=headers, **extra)
+
+
 def error_problem(exc: e.ConnectordError, request_id: str | None) -> Response:
     """The problem document of a core error."""
-    status, slug, title = next(PROBLEMS[c] for c in type(exc).__mro__ if c in PROBLEMS)
     headers: dict[str, str] = {}
     extra: dict[str, Any] = {}
     if isinstance(exc, e.ValidationError):
@@ -73,5 +73,9 @@ def error_problem(exc: e.ConnectordError, request_id: str | None) -> Response:
         extra["current_version"] = exc.current_version
     if isinstance(exc, e.AuthenticationError):
         headers["WWW-Authenticate"] = 'Bearer realm="connectord"'
-    detail = exc.message if status < 500 else title
-    return problem(status, slug, title, detail, request_id=request_id, headers=headers or None, **extra)
+    if isinstance(exc, e.ProbeError):
+        extra["kind"] = exc.kind.value
+    detail = exc.message if exc.status < 500 or exc.public else exc.title
+    return problem(
+        exc.status, exc.slug, exc.title, detail, request_id=request_id, headers=headers or None, **extra
+    )

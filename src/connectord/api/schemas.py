@@ -11,7 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectord.model import ConnectorStatus
+from connectord.model import TENANT_SCOPES, ConnectorStatus, Scope
 from connectord.validation import portable_json
 
 _STRICT = ConfigDict(extra="forbid")
@@ -117,6 +117,14 @@ class AuditPage(BaseModel):
     next_cursor: str | None
 
 
+class DriverOut(BaseModel):
+    """A built-in provider of a type: is its driver installed, and what installs it."""
+
+    provider: str
+    installed: bool
+    install: str
+
+
 class ConnectorTypeOut(BaseModel):
     """A connector type and its config JSON Schema."""
 
@@ -126,6 +134,7 @@ class ConnectorTypeOut(BaseModel):
     config_schema: dict[str, Any]
     providers: list[str] | None = Field(default=None, description="The providers a `provider` field selects.")
     protocols: list[str] | None = Field(default=None, description="The protocols a `protocol` field selects.")
+    drivers: list[DriverOut] = Field(default=[], description="Built-in providers and their drivers.")
 
 
 class ConnectorTypeList(BaseModel):
@@ -177,10 +186,8 @@ class KeyCreate(BaseModel):
     model_config = _STRICT
 
     name: str = Field(default="key", min_length=1, max_length=200)
-    scopes: list[str] = Field(
-        default_factory=lambda: ["connectors:read", "connectors:write", "connectors:test"],
-        min_length=1,
-        max_length=4,
+    scopes: list[Scope] = Field(
+        default_factory=lambda: list(TENANT_SCOPES), min_length=1, max_length=len(Scope)
     )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import shlex
 
 import uvicorn
 
@@ -43,10 +44,18 @@ async def ensure_demo_tenant(settings: Settings) -> str:
     """Create the demo tenant if there is no tenant yet; the message to print."""
     async with ConnectorsFacade(settings=settings) as facade:
         admin = Admin(facade)
-        if await admin.list_tenants():
+        tenants = await admin.list_tenants()
+        if tenants:
+            # The CLI finds this store only through the same settings: spell them out.
+            where = (
+                "with this server's CONNECTORD_DATABASE_URL and CONNECTORD_SECRET_KEY set, run"
+                if settings.uses_postgres
+                else f"run\n\n    CONNECTORD_DATA_DIR={shlex.quote(str(settings.data_dir))}"
+            )
+            name = next((t.name for t in tenants if t.name == DEMO_TENANT), tenants[0].name)
             return (
-                "tenants exist; make a key with: connectord keys create --tenant NAME_OR_ID "
-                "(or a new tenant: connectord tenants create NAME)"
+                f"tenants exist; to make an API key, {where} connectord keys create "
+                f"--tenant {shlex.quote(name)}\n\n(or a new tenant: connectord tenants create NAME)"
             )
         tenant, key = await admin.create_tenant(DEMO_TENANT, actor="serve --demo")
         return (

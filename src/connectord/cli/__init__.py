@@ -5,20 +5,42 @@ with ``--url`` (or ``CONNECTORD_URL``) it talks to a server through the SDK.
 Errors are one line on stderr with a documented exit code (``docs/cli.md``).
 """
 
-from connectord.cli import operate, provision
-from connectord.cli.app import Code, app, main
-from connectord.cli.connectors import app as connectors_app
+from connectord.cli.app import LAZY_COMMANDS, Code, LazyCommand, app, main
 
-# Registered here, in the order `connectord --help` shows them.
+# Registered here, in the order `connectord --help` shows them; each module is
+# imported when its command runs (the facade and the store are slow to import).
 _CONNECTORS, _FILES, _TENANTS, _SERVER = "Connectors", "Provisioning", "Tenants and keys", "Server"
-app.add_typer(connectors_app, name="connectors", rich_help_panel=_CONNECTORS)
-app.command("types", rich_help_panel=_CONNECTORS)(operate.types_)
-app.command("audit", rich_help_panel=_CONNECTORS)(operate.audit)
-app.command("apply", rich_help_panel=_FILES)(provision.apply)
-app.command("export", rich_help_panel=_FILES)(provision.export)
-app.add_typer(operate.tenants_app, name="tenants", rich_help_panel=_TENANTS)
-app.add_typer(operate.keys_app, name="keys", rich_help_panel=_TENANTS)
-app.command("serve", rich_help_panel=_SERVER)(operate.serve)
-app.add_typer(operate.secrets_app, name="secrets", rich_help_panel=_SERVER)
+_OPERATE = "connectord.cli.operate"
+for _command in (
+    LazyCommand(
+        "types", f"{_OPERATE}:types_", _CONNECTORS, "List connector types, or show one type's config fields."
+    ),
+    LazyCommand("audit", f"{_OPERATE}:audit", _CONNECTORS, "Show who changed or tested what, newest first."),
+    LazyCommand(
+        "connectors",
+        "connectord.cli.connectors:app",
+        _CONNECTORS,
+        "Register, inspect, change, delete and test connectors.",
+    ),
+    LazyCommand(
+        "apply",
+        "connectord.cli.provision:apply",
+        _FILES,
+        "Create or update connectors from a file; a second run changes nothing.",
+    ),
+    LazyCommand(
+        "export",
+        "connectord.cli.provision:export",
+        _FILES,
+        "Write the tenant's connectors in the apply format; secrets become ${NAME_FIELD} references.",
+    ),
+    LazyCommand("tenants", f"{_OPERATE}:tenants_app", _TENANTS, "Create and list tenants."),
+    LazyCommand("keys", f"{_OPERATE}:keys_app", _TENANTS, "Create, list and revoke API keys."),
+    LazyCommand(
+        "serve", f"{_OPERATE}:serve", _SERVER, "Run the REST API (flags override CONNECTORD_* variables)."
+    ),
+    LazyCommand("secrets", f"{_OPERATE}:secrets_app", _SERVER, "Manage the encryption of stored secrets."),
+):
+    LAZY_COMMANDS[_command.name] = _command
 
 __all__ = ["Code", "app", "main"]

@@ -1,24 +1,29 @@
-"""The root command, global options, and how errors become one line and an exit code."""
+"""The root command, global options, and how errors become one line and an exit code.
+
+The commands are registered by import path (:class:`LazyCommand`) and imported
+when run: ``connectord --version`` and ``--help`` load typer and rich only, not
+the facade, the store or the SDK (``tests/test_cli_imports.py`` pins it).
+"""
 
 from __future__ import annotations
 
-import asyncio
 import enum
+import importlib
 import os
 import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
-from typing import Annotated, NoReturn, TypeVar
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn, TypeVar
 
-import pydantic
 import typer
-from rich.console import Console
-from rich.markup import escape
+from typer.core import TyperCommand, TyperGroup
 
 from connectord import errors as e
-from connectord.client import TransportError
+
+if TYPE_CHECKING:
+    from rich.console import Console
 
 T = TypeVar("T")
 
@@ -65,12 +70,11 @@ _CODES: list[tuple[type[Exception], Code]] = [
     (e.ValidationError, Code.USAGE),
     (e.PayloadTooLargeError, Code.USAGE),
     (e.ConfigurationError, Code.USAGE),
-    (pydantic.ValidationError, Code.USAGE),
     (e.NotFoundError, Code.NOT_FOUND),
     (e.ConflictError, Code.CONFLICT),
     (e.AuthenticationError, Code.AUTH),
     (e.PermissionDeniedError, Code.AUTH),
-    (TransportError, Code.UNREACHABLE),
+    (e.TransportError, Code.UNREACHABLE),
     (e.StoreError, Code.UNREACHABLE),
     (e.RateLimitedError, Code.RATE_LIMITED),
 ]
@@ -78,7 +82,16 @@ _CODES: list[tuple[type[Exception], Code]] = [
 
 def exit_code(exc: BaseException) -> Code:
     """The exit code of an error."""
+    if _is_settings_error(exc):
+        return Code.USAGE
     return next((code for cls, code in _CODES if isinstance(exc, cls)), Code.FAILED)
+
+
+def _is_settings_error(exc: BaseException) -> bool:
+    # Imported here: only the commands that read settings load pydantic.
+    import pydantic
+
+    return isinstance(exc, pydantic.ValidationError)
 
 
 def where(loc: tuple[str | int, ...]) -> str:
@@ -99,6 +112,8 @@ def describe(exc: BaseException) -> str:
         if isinstance(exc, e.RateLimitedError):
             text += f" (retry in {exc.retry_after:g} s)"
         return text
+    import pydantic  # loaded already if the error is one of its own
+
     if isinstance(exc, pydantic.ValidationError):
         fields = "; ".join(
             f"CONNECTORD_{str(err['loc'][0]).upper() if err['loc'] else 'settings'}: {err['msg']}"
@@ -135,11 +150,15 @@ class State:
 
 def stderr() -> Console:
     """The console for messages, progress and errors."""
+    from rich.console import Console  # rich loads only once something is printed
+
     return Console(stderr=True, highlight=False)
 
 
 def stdout() -> Console:
     """The console for results."""
+    from rich.console import Console
+
     # Piped output gets room for wide tables; rich would assume 80 columns.
     return Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 
@@ -149,6 +168,8 @@ def fail(state: State, exc: BaseException) -> NoReturn:
     console = stderr()
     if state.debug:
         console.print_exception(show_locals=False)
+    from rich.markup import escape
+
     console.print(f"[red]error:[/red] {escape(describe(exc))}", soft_wrap=True)
     raise typer.Exit(exit_code(exc))
 
@@ -174,6 +195,8 @@ def guard(ctx: typer.Context, fn: Callable[[], T]) -> T:
 
 def run(ctx: typer.Context, work: Callable[[], Awaitable[T]]) -> T:
     """Run a command's coroutine under :func:`guard`."""
+    import asyncio  # ~40 ms: only the commands that run one pay for it
+
     return guard(ctx, lambda: asyncio.run(_run(work)))
 
 
@@ -191,8 +214,72 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
+@dataclass(frozen=True, slots=True)
+class LazyCommand:
+    """A command known by its import path: ``connectord --help`` shows ``summary``, and
+    the module is imported only when the command runs or shows its own help."""
+
+    name: str
+    #: ``module:attribute``, a function (a command) or a ``typer.Typer`` (a group).
+    target: str
+    panel: str
+    #: The line the root help shows: the command's own first help line
+    #: (``tests/test_cli_imports.py`` checks they agree).
+    summary: str
+
+    def placeholder(self) -> TyperCommand:
+        """A stand-in that only describes the command, for the root help."""
+        return TyperCommand(self.name, help=self.summary, rich_help_panel=self.panel)
+
+    def load(self) -> Any:
+        """The real command, as ``add_typer``/``command`` would have made it."""
+        module, _, attribute = self.target.partition(":")
+        target = getattr(importlib.import_module(module), attribute)
+        holder = typer.Typer(rich_markup_mode="rich")
+        if isinstance(target, typer.Typer):
+            holder.add_typer(target, name=self.name, rich_help_panel=self.panel)
+        else:
+            holder.command(self.name, rich_help_panel=self.panel)(target)
+        holder.callback()(lambda: None)
+        group = typer.main.get_group(holder)
+        return group.commands[self.name]
+
+
+#: The commands of the root group, in the order ``connectord --help`` shows them.
+LAZY_COMMANDS: dict[str, LazyCommand] = {}
+
+
+class LazyGroup(TyperGroup):
+    """The root group: commands of :data:`LAZY_COMMANDS` are loaded on first use."""
+
+    _listing = False
+
+    # Typed loosely: typer's own click (vendored in recent releases) and the click
+    # package are different classes, and these overrides must fit both.
+    def list_commands(self, ctx: Any) -> list[str]:
+        return [*super().list_commands(ctx), *(name for name in LAZY_COMMANDS if name not in self.commands)]
+
+    def get_command(self, ctx: Any, cmd_name: str) -> Any:
+        found = super().get_command(ctx, cmd_name)
+        lazy = LAZY_COMMANDS.get(cmd_name)
+        if found is not None or lazy is None:
+            return found
+        if self._listing:
+            return lazy.placeholder()
+        self.commands[cmd_name] = command = lazy.load()
+        return command
+
+    def format_help(self, ctx: Any, formatter: Any) -> None:
+        self._listing = True
+        try:
+            super().format_help(ctx, formatter)
+        finally:
+            self._listing = False
+
+
 app = typer.Typer(
     name="connectord",
+    cls=LazyGroup,
     help="Register connectors to external systems, keep their secrets encrypted, and really test them.\n\n"
     "Without --url, commands work on the local store in CONNECTORD_DATA_DIR; "
     "with --url (or CONNECTORD_URL) they talk to a connectord server.",

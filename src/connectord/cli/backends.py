@@ -239,7 +239,8 @@ class LocalBackend:
 
     async def connector_types(self) -> list[dict[str, Any]]:
         """Every type with its config JSON Schema."""
-        return [t.describe() for t in self.facade.registry.types().values()]
+        registry = self.facade.registry
+        return [registry.describe(t) for t in registry.types().values()]
 
     async def history(
         self, connector_id: str, limit: int = 50, cursor: str | None = None

@@ -13,14 +13,17 @@ from connectord.cli.common import TenantOpt, backend, find_connector, type_secre
 from connectord.cli.inputs import (
     ConfigFileOpt,
     ConfigOpt,
+    LegacyTypeOpt,
     MetadataFileOpt,
     MetadataOpt,
     SecretEnvOpt,
     SecretFileOpt,
     SecretPromptOpt,
+    TypeFilterOpt,
     check_endpoint,
     check_no_inline_secrets,
     check_secret_fields,
+    connector_type_flag,
     read_object,
     read_secrets,
 )
@@ -35,7 +38,6 @@ app = typer.Typer(
     rich_markup_mode="rich",
 )
 
-TypeFilter = Annotated[str | None, typer.Option("--type", help="Only connectors of this type.")]
 StatusFilter = Annotated[
     ConnectorStatus | None, typer.Option("--status", help="Only connectors in this status.")
 ]
@@ -49,15 +51,17 @@ IfVersion = Annotated[
 @app.command("list")
 def list_(
     ctx: typer.Context,
-    connector_type: TypeFilter = None,
+    connector_type: TypeFilterOpt = None,
+    legacy_type: LegacyTypeOpt = None,
     status: StatusFilter = None,
     tenant: TenantOpt = None,
     output: OutputOpt = Output.TABLE,
 ) -> None:
     """List connectors.
 
-    [dim]connectord connectors list --type sql --status error -o json[/dim]
+    [dim]connectord connectors list --connector-type sql --status error -o json[/dim]
     """
+    connector_type = connector_type_flag(connector_type, legacy_type)
 
     async def work() -> None:
         async with backend(ctx, tenant) as api:
@@ -84,7 +88,11 @@ def get(ctx: typer.Context, ref: Ref, tenant: TenantOpt = None, output: OutputOp
 def register(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="A name unique in the tenant.")],
-    connector_type: Annotated[str, typer.Option("--type", help="Connector type (see: connectord types).")],
+    connector_type: Annotated[
+        str | None,
+        typer.Option("--connector-type", help="Connector type (see: connectord types).", metavar="TYPE"),
+    ] = None,
+    legacy_type: LegacyTypeOpt = None,
     endpoint: Annotated[str | None, typer.Option("--endpoint", help="URL or host:port.")] = None,
     config: ConfigOpt = None,
     config_file: ConfigFileOpt = None,
@@ -99,22 +107,24 @@ def register(
 ) -> None:
     """Register a connector.
 
-    [dim]connectord connectors register orders-db --type sql \\
+    [dim]connectord connectors register orders-db --connector-type sql \\
       --endpoint postgresql://app@127.0.0.1:5432/orders --secret-env password=ORDERS_DB_PASSWORD[/dim]
     """
+    type_name = connector_type_flag(connector_type, legacy_type, required=True)
+    assert type_name is not None  # required=True
     check_endpoint(endpoint)
     body = read_object(config, config_file, "config") or {}
     labels = read_object(metadata, metadata_file, "metadata")
 
     async def work() -> int:
         async with backend(ctx, tenant) as api:
-            patterns = await type_secrets(api, connector_type)
+            patterns = await type_secrets(api, type_name)
             if config is not None:
                 check_no_inline_secrets(body, patterns, "--config")
             secrets = read_secrets(secret_file, secret_env, secret_prompt)
-            check_secret_fields(list(secrets), patterns, connector_type)
+            check_secret_fields(list(secrets), patterns, type_name)
             info = await api.register_connector(
-                name, connector_type, endpoint, with_secrets(body, secrets), labels
+                name, type_name, endpoint, with_secrets(body, secrets), labels
             )
             result = await api.test_connector(info.id) if test else None
         if output is Output.TABLE:
@@ -228,7 +238,8 @@ def run_tests(
     all_: Annotated[
         bool, typer.Option("--all", help="Test every connector (deprecated ones excepted).")
     ] = False,
-    connector_type: TypeFilter = None,
+    connector_type: TypeFilterOpt = None,
+    legacy_type: LegacyTypeOpt = None,
     status: StatusFilter = None,
     concurrency: Annotated[
         int, typer.Option("--concurrency", "-c", min=1, max=1000, help="Tests at once (with --all).")
@@ -239,11 +250,14 @@ def run_tests(
     """Test connectors now: connect, authenticate, report. Exits 1 if any test failed.
 
     [dim]connectord connectors test orders-db
-    connectord connectors test --all --type sql --concurrency 16[/dim]
+    connectord connectors test --all --connector-type sql --concurrency 16[/dim]
     """
+    connector_type = connector_type_flag(connector_type, legacy_type)
     bulk = all_ or connector_type is not None or status is not None
     if bulk == bool(refs):
-        raise typer.BadParameter("name connectors, or use --all (optionally with --type / --status)")
+        raise typer.BadParameter(
+            "name connectors, or use --all (optionally with --connector-type / --status)"
+        )
 
     async def work() -> int:
         async with backend(ctx, tenant) as api:

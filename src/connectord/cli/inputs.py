@@ -53,6 +53,32 @@ SecretPromptOpt = Annotated[
     list[str] | None,
     typer.Option("--secret-prompt", metavar="FIELD", help="Ask for a secret field (hidden input)."),
 ]
+TypeFilterOpt = Annotated[
+    str | None, typer.Option("--connector-type", help="Only connectors of this type.", metavar="TYPE")
+]
+# ``--type`` was the flag's first name; kept, hidden, so scripts that use it still work.
+LegacyTypeOpt = Annotated[
+    str | None, typer.Option("--type", hidden=True, help="Deprecated: use --connector-type.")
+]
+
+
+def connector_type_flag(value: str | None, legacy: str | None, *, required: bool = False) -> str | None:
+    """The ``--connector-type`` value, or the deprecated ``--type``'s with a note on stderr."""
+    if legacy is not None:
+        if value is not None and value != legacy:
+            raise typer.BadParameter(
+                "give --connector-type only (--type is its old name)", param_hint="--type"
+            )
+        typer.echo(
+            "note: --type is deprecated; use --connector-type (the name the REST API and files use)",
+            err=True,
+        )
+        value = legacy
+    if value is None and required:
+        raise typer.BadParameter(
+            "a connector type is required (see: connectord types)", param_hint="--connector-type"
+        )
+    return value
 
 
 def read_object(text: str | None, path: Path | None, flag: str) -> dict[str, Any] | None:

@@ -11,9 +11,11 @@ from rich.text import Text
 
 from connectord.cli.app import run, stderr, stdout
 from connectord.cli.common import TenantOpt, backend
+from connectord.cli.inputs import LegacyTypeOpt, TypeFilterOpt, connector_type_flag
 from connectord.declarative import (
     CREATE,
     DELETE,
+    TYPE_ALIAS,
     UNCHANGED,
     UPDATE,
     Plan,
@@ -80,6 +82,12 @@ def apply(
     async def work() -> None:
         async with backend(ctx, tenant) as api:
             declared = parse_document(text, await api.connector_types())
+            if any(d.type_key == TYPE_ALIAS for d in declared):
+                stderr().print(
+                    f"note: {TYPE_ALIAS}: is the old name of connector_type: (both work; export writes "
+                    "connector_type)",
+                    style="dim",
+                )
             plan = await make_plan(api, declared, prune=prune, update_secrets=update_secrets)
             secrets = check_references(plan, base_dir)
             out = stdout()
@@ -111,15 +119,15 @@ def export(
         Path | None,
         typer.Option("--output", "-o", help="Write to this file (default: stdout).", dir_okay=False),
     ] = None,
-    connector_type: Annotated[
-        str | None, typer.Option("--type", help="Only connectors of this type.")
-    ] = None,
+    connector_type: TypeFilterOpt = None,
+    legacy_type: LegacyTypeOpt = None,
     tenant: TenantOpt = None,
 ) -> None:
     """Write the tenant's connectors in the apply format; secrets become ${NAME_FIELD} references.
 
     [dim]connectord export -o connectors.yaml && connectord apply -f connectors.yaml   # unchanged[/dim]
     """
+    connector_type = connector_type_flag(connector_type, legacy_type)
 
     async def work() -> None:
         async with backend(ctx, tenant) as api:

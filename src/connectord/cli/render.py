@@ -79,7 +79,9 @@ def _plain(value: Any) -> Text:
 def connectors_table(items: Sequence[ConnectorInfo]) -> RenderableType:
     """``connectors list``."""
     if not items:
-        return Text("No connectors. Register one with: connectord connectors register NAME --type TYPE")
+        return Text(
+            "No connectors. Register one with: connectord connectors register NAME --connector-type TYPE"
+        )
     table = _table("NAME", "TYPE", "STATUS", "ENDPOINT", "LAST TEST", "ID")
     for c in items:
         table.add_row(
@@ -170,15 +172,29 @@ def history_table(items: Sequence[TestResult]) -> RenderableType:
 
 def types_table(types: Iterable[Mapping[str, Any]], secrets: Mapping[str, list[str]]) -> RenderableType:
     """``types``."""
-    table = _table("TYPE", "CAPABILITIES", "SECRET FIELDS", "DESCRIPTION")
+    table = _table("TYPE", "CAPABILITIES", "PROVIDERS", "SECRET FIELDS", "DESCRIPTION")
     for t in types:
         table.add_row(
             Text(t["name"], style="bold"),
             _plain(", ".join(t.get("capabilities") or [])),
+            _drivers(t.get("drivers") or []),
             _plain(", ".join(secrets.get(t["name"], [])) or None),
             _plain(t.get("description")),
         )
     return table
+
+
+def _drivers(drivers: Iterable[Mapping[str, Any]]) -> Text:
+    """Providers whose driver is installed in the default colour; the others dimmed, with their command."""
+    text = Text()
+    for d in drivers:
+        if text:
+            text.append(", ")
+        if d.get("installed"):
+            text.append(str(d["provider"]))
+        else:
+            text.append(f"{d['provider']} (not installed: {d['install']})", style="dim")
+    return text
 
 
 def fields_table(rows: Iterable[tuple[str, str, bool, str]]) -> RenderableType:

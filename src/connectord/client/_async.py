@@ -9,12 +9,11 @@ from typing import Any, Self, TypeVar
 
 import httpx
 
-from connectord.admin import TENANT_SCOPES
 from connectord.client._base import DEFAULT_TEST_TIMEOUT, DEFAULT_TIMEOUT, WAIT_STEP, ClientBase
 from connectord.client._calls import Call, Calls, changes, definition
 from connectord.client._errors import TransportError
 from connectord.client._models import ApiKey, NewKey, NewTenant
-from connectord.model import AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
+from connectord.model import TENANT_SCOPES, AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
 
 T = TypeVar("T")
 

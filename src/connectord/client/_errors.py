@@ -8,56 +8,39 @@ from typing import Any
 import httpx
 
 from connectord.errors import (
-    AuthenticationError,
-    ConflictError,
+    PROBLEM_TYPE_PREFIX,
     ConnectordError,
-    DuplicateNameError,
     FieldError,
-    InvalidTransitionError,
-    NotFoundError,
-    PayloadTooLargeError,
-    PermissionDeniedError,
+    ProbeError,
     RateLimitedError,
-    StoreError,
+    TransportError,
     UnknownConnectorTypeError,
     ValidationError,
     VersionConflictError,
+    problem_classes,
 )
+from connectord.model import ErrorKind
 
-PROBLEM_PREFIX = "urn:connectord:problem:"
+__all__ = ["TransportError", "error_from_response", "problem_of", "retry_after_of", "slug_of"]
+
+_SLUGS = problem_classes()
 
 
-class TransportError(ConnectordError):
-    """Raised when the server cannot be reached or the connection broke (after any retries)."""
+def _by_status() -> dict[int, type[ConnectordError]]:
+    """The class standing for a status when a response has no known slug (a proxy's,
+    an older server's): the most general class of that status, since
+    ``problem_classes`` lists bases first. A ProbeError needs its ``kind`` and a
+    TransportError is the SDK's own, so neither stands for a bare 502 or 504."""
+    statuses: dict[int, type[ConnectordError]] = {}
+    for cls in _SLUGS.values():
+        if not issubclass(cls, ProbeError | TransportError):
+            statuses.setdefault(cls.status, cls)
+    # The HTTP server's own plain-text 400 (malformed framing) is bad input too.
+    statuses[400] = ValidationError
+    return statuses
 
 
-_SLUGS: dict[str, type[ConnectordError]] = {
-    "validation": ValidationError,
-    "unknown-connector-type": UnknownConnectorTypeError,
-    "not-found": NotFoundError,
-    "duplicate-name": DuplicateNameError,
-    "invalid-transition": InvalidTransitionError,
-    "conflict": ConflictError,
-    "version-conflict": VersionConflictError,
-    "unauthorized": AuthenticationError,
-    "forbidden": PermissionDeniedError,
-    "rate-limited": RateLimitedError,
-    "payload-too-large": PayloadTooLargeError,
-    "store-unavailable": StoreError,
-    "internal": ConnectordError,
-}
-_STATUSES: dict[int, type[ConnectordError]] = {
-    400: ValidationError,
-    401: AuthenticationError,
-    403: PermissionDeniedError,
-    404: NotFoundError,
-    409: ConflictError,
-    412: VersionConflictError,
-    413: PayloadTooLargeError,
-    422: ValidationError,
-    429: RateLimitedError,
-    503: StoreError,
-}
+_STATUSES = _by_status()
 
 
 def problem_of(resp: httpx.Response) -> dict[str, Any]:
@@ -72,8 +55,8 @@ def problem_of(resp: httpx.Response) -> dict[str, Any]:
 
 def slug_of(problem: Mapping[str, Any]) -> str | None:
     kind = problem.get("type")
-    if isinstance(kind, str) and kind.startswith(PROBLEM_PREFIX):
-        return kind[len(PROBLEM_PREFIX) :]
+    if isinstance(kind, str) and kind.startswith(PROBLEM_TYPE_PREFIX):
+        return kind[len(PROBLEM_TYPE_PREFIX) :]
     return None
 
 
@@ -115,6 +98,15 @@ def error_from_response(resp: httpx.Response, sent: Mapping[str, Any] | None = N
         exc = cls(message, int(current) if isinstance(current, int) else None)
     elif issubclass(cls, RateLimitedError):
         exc = cls(message, retry_after_of(resp, problem) or 1.0)
+    elif issubclass(cls, ProbeError):
+        exc = cls(_kind_of(problem), message)
     else:
         exc = cls(message)
     return exc
+
+
+def _kind_of(problem: Mapping[str, Any]) -> ErrorKind:
+    try:
+        return ErrorKind(str(problem.get("kind")))
+    except ValueError:
+        return ErrorKind.INTERNAL

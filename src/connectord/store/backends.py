@@ -24,6 +24,8 @@ from __future__ import annotations
 
 import abc
 import asyncio
+import contextlib
+import os
 import sqlite3
 from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -170,6 +172,13 @@ def _connect_sqlite(path: Path) -> sqlite3.Connection:
     return conn
 
 
+def _create_private(path: Path) -> None:
+    """Create the database file 0600 before SQLite would (0644, less the umask): its -wal and
+    -shm files take the database file's mode."""
+    with contextlib.suppress(FileExistsError):
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+
+
 class SqliteBackend(Backend):
     """The embedded store: a file, WAL, a writer thread with group commit."""
 
@@ -188,7 +197,8 @@ class SqliteBackend(Backend):
     async def start(self) -> None:
         from connectord.store.migrate import upgrade_sqlite
 
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        _create_private(self.path)
         await asyncio.get_running_loop().run_in_executor(self._thread, upgrade_sqlite, self.path)
         self._writer = _connect_sqlite(self.path)
         self._reader = _connect_sqlite(self.path)

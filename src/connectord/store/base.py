@@ -130,7 +130,7 @@ class Store(abc.ABC):
         offset: int = 0,
         after: str | None = None,
     ) -> list[ConnectorInfo]:
-        """Connectors in id order; ``after`` (an id) gives keyset pages, ``offset`` the seed's paging."""
+        """Connectors in id order; ``after`` (an id) gives keyset pages, ``offset`` the first API's paging."""
 
     @abc.abstractmethod
     async def update_connector(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import sqlalchemy as sa
@@ -34,7 +35,8 @@ def upgrade_sqlite(path: Path) -> None:
     """
     import fcntl
 
-    with open(path.with_name(path.name + ".lock"), "a") as lock:
+    fd = os.open(path.with_name(path.name + ".lock"), os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    with open(fd, "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         engine = sa.create_engine(f"sqlite:///{path}")
         try:

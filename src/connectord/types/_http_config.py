@@ -147,7 +147,7 @@ class HttpConfig(ConnectorConfig):
     @model_validator(mode="before")
     @classmethod
     def _move_credential_headers(cls, data: Any) -> Any:
-        """Headers that hold credentials become secret headers (DESIGN section 4)."""
+        """Headers that hold credentials become secret headers (docs/secrets.md)."""
         if not isinstance(data, dict) or not isinstance(data.get("headers"), dict):
             return data
         moved = {k: v for k, v in data["headers"].items() if is_credential_header(str(k))}

@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, SecretStr
 
 from connectord.errors import ProbeError
 from connectord.model import Capability, ErrorKind
+from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
     from connectord.egress import EgressPolicy
@@ -68,6 +69,13 @@ class ConnectorType:
     description: ClassVar[str] = ""
     config_model: ClassVar[type[ConnectorConfig]] = ConnectorConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (Capability.READ,)
+    #: The endpoints the type accepts (published; checked when a definition is saved or
+    #: tested). The default, for plugins: any ``scheme://host`` or ``host:port``.
+    endpoint: ClassVar[EndpointRule] = EndpointRule(bare=True, credentials=True, user_alone=True)
+
+    def endpoint_rule(self, config: ConnectorConfig) -> EndpointRule:
+        """The endpoint rule for this config, when it narrows :attr:`endpoint` (a provider's)."""
+        return self.endpoint
 
     def capabilities(self, config: ConnectorConfig) -> list[str]:
         """The capabilities a connector of this type has, before any test refines them."""
@@ -89,6 +97,7 @@ class ConnectorType:
             "description": self.description,
             "capabilities": [str(c) for c in self.default_capabilities],
             "config_schema": schema,
+            "endpoint": self.endpoint.describe(),
         }
         for name, key in (("provider", "providers"), ("protocol", "protocols")):
             choices = _choices(schema, name)

@@ -11,6 +11,7 @@ from pydantic import Field
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._net import CaPem, certificate_details, open_tcp, split_endpoint, timed, tls_context
+from connectord.types.endpoint import EndpointRule
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -56,6 +57,7 @@ class CustomType(ConnectorType):
 
     name: ClassVar[str] = "custom"
     description: ClassVar[str] = "Anything else: a TCP (and optional TLS) reachability check."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(bare=True)
     config_model: ClassVar[type[ConnectorConfig]] = CustomConfig
 
     def capabilities(self, config: ConnectorConfig) -> list[str]:

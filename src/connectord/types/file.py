@@ -28,6 +28,7 @@ from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._aws import aws_config, botocore_error_kind, checked_resolver, map_botocore_error
 from connectord.types._net import reveal, timed
+from connectord.types.endpoint import EndpointRule
 
 __all__ = [
     "MAX_ENTRIES",
@@ -91,6 +92,9 @@ class FileType(ConnectorType):
 
     name: ClassVar[str] = "file"
     description: ClassVar[str] = "File storage through fsspec: S3-compatible, GCS, Azure, local roots."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(
+        schemes=("s3", "s3a", "file", "gs", "gcs", "az", "abfs", "abfss"), hostless=("file",)
+    )
     config_model: ClassVar[type[ConnectorConfig]] = FileConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (Capability.READ, Capability.WRITE)
 

@@ -50,6 +50,7 @@ from connectord.types._net import (
     read_at_most,
     tls_context,
 )
+from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
     import aiohttp
@@ -80,7 +81,7 @@ ALPN = ("http/1.1",)
 def error_kind(exc: BaseException | type[BaseException]) -> ErrorKind:
     """The error kind of an aiohttp, asyncio, ssl or OS exception (an instance or a class).
 
-    The one mapping of this probe (STYLE habit 3, shared with the other HTTP
+    The one mapping of this probe (shared with the other HTTP
     probes); ``internal`` means "not a connection failure we know", which the
     facade reports as a probe bug.
     """
@@ -472,6 +473,7 @@ class HttpType(ConnectorType):
 
     name: ClassVar[str] = "http"
     description: ClassVar[str] = "REST/HTTP APIs: one GET (or HEAD) with the configured auth."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(schemes=("http", "https"), credentials=True)
     config_model: ClassVar[type[ConnectorConfig]] = HttpConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (
         Capability.READ,

@@ -28,6 +28,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
     import httpx2
@@ -431,6 +432,7 @@ class McpType(ConnectorType):
 
     name: ClassVar[str] = "mcp"
     description: ClassVar[str] = "Model Context Protocol servers over streamable HTTP or SSE."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(schemes=("http", "https"))
     config_model: ClassVar[type[ConnectorConfig]] = McpConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (
         Capability.READ,

@@ -5,17 +5,27 @@ missing driver only matters to the type that needs it; third-party types
 come from the entry point group ``connectord.connector_types`` (each entry
 point names a :class:`~connectord.types.base.ConnectorType` instance or a
 zero-argument factory). fsspec's ``registry.py`` is the model.
+
+:data:`DRIVERS` is the table of built-in providers: the modules each one
+imports when it probes and the command that installs them. The type listing
+says from it which providers are installed, and :meth:`TypeRegistry.missing_driver`
+turns a probe's ``ModuleNotFoundError`` into an ``unsupported`` result naming
+that command, whichever probe (or plugin) raised it.
 """
 
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import types as _pytypes
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
+from typing import Any
 
-from connectord.errors import UnknownConnectorTypeError
+from connectord.errors import ProbeError, UnknownConnectorTypeError
+from connectord.model import ErrorKind
 from connectord.types.base import ConnectorType
 
 logger = logging.getLogger(__name__)
@@ -33,6 +43,58 @@ BUILTIN_TYPES: dict[str, str] = {
     "stream": "connectord.types.stream:StreamType",
     "vector": "connectord.types.vector:VectorType",
 }
+
+
+@dataclass(frozen=True, slots=True)
+class Driver:
+    """What one provider of a built-in type imports to probe, and how to install it."""
+
+    connector_type: str
+    provider: str
+    modules: tuple[str, ...]
+    #: What installs the modules: a pip command, or what the server needs.
+    install: str
+
+    def installed(self) -> bool:
+        """Whether every module can be imported (looked up, not imported)."""
+        return all(importlib.util.find_spec(m) is not None for m in self.modules)
+
+    def describe(self) -> dict[str, Any]:
+        """The listing form: provider, installed, and the install command."""
+        return {"provider": self.provider, "installed": self.installed(), "install": self.install}
+
+
+def _core(package: str) -> str:
+    # A core dependency is missing only from a broken or --no-deps install: name the package itself.
+    return f"pip install {package}"
+
+
+def _extra(name: str) -> str:
+    return f"pip install 'connectord[{name}]'"
+
+
+DRIVERS: tuple[Driver, ...] = (
+    Driver("file", "s3", ("s3fs", "aiobotocore", "botocore"), _core("s3fs")),
+    Driver("file", "local", ("fsspec",), _core("fsspec")),
+    Driver("http", "http", ("aiohttp",), _core("aiohttp")),
+    Driver("mcp", "mcp", ("mcp", "mcp_types", "httpx2"), _core("mcp")),
+    Driver("serverless", "http", ("aiohttp",), _core("aiohttp")),
+    Driver("serverless", "aws_lambda", ("aiobotocore", "botocore"), _core("aiobotocore")),
+    Driver("sql", "postgresql", ("asyncpg",), _core("asyncpg")),
+    Driver("sql", "mysql", ("asyncmy",), _core("asyncmy")),
+    Driver("sql", "sqlite", ("sqlite3",), "a Python built with sqlite3"),
+    Driver("stream", "kafka", ("aiokafka",), _core("aiokafka")),
+    Driver("stream", "nats", ("nats",), _core("nats-py")),
+    Driver("stream", "amqp", ("aio_pika", "aiormq"), _core("aio-pika")),
+    Driver("stream", "mqtt", ("aiomqtt", "paho"), _core("aiomqtt")),
+    Driver("stream", "redis", ("redis",), _core("redis")),
+    Driver("vector", "pgvector", ("asyncpg",), _core("asyncpg")),
+    Driver("vector", "chroma", ("aiohttp",), _core("aiohttp")),
+    Driver("vector", "qdrant", ("aiohttp",), _core("aiohttp")),
+    Driver("vector", "weaviate", ("aiohttp",), _core("aiohttp")),
+    Driver("vector", "pinecone", ("aiohttp",), _core("aiohttp")),
+    Driver("vector", "milvus", ("pymilvus", "grpc"), _extra("milvus")),
+)
 
 
 def _load_dotted(path: str) -> ConnectorType:
@@ -85,6 +147,32 @@ class TypeRegistry:
             )
         self._types[name] = ctype
         return ctype
+
+    def drivers(self, name: str) -> list[Driver]:
+        """The built-in providers of a type (none for a plugin type)."""
+        return [d for d in DRIVERS if d.connector_type == name]
+
+    def describe(self, ctype: ConnectorType) -> dict[str, Any]:
+        """A type's public description with its providers' ``drivers`` (installed or not)."""
+        return {**ctype.describe(), "drivers": [d.describe() for d in self.drivers(ctype.name)]}
+
+    def missing_driver(self, name: str, exc: ModuleNotFoundError) -> ProbeError:
+        """The ``unsupported`` error for a probe of type ``name`` that could not import a module."""
+        module = (exc.name or "").partition(".")[0]
+        candidates = self.drivers(name)
+        driver = next((d for d in candidates if module in d.modules), None)
+        if driver is not None:
+            return ProbeError(
+                ErrorKind.UNSUPPORTED,
+                f"testing {driver.provider} {name} connectors needs the {module} module, "
+                f"not installed on this server: {driver.install}",
+            )
+        # A module a driver needs in turn, or a plugin's own dependency: its package is unknown here.
+        return ProbeError(
+            ErrorKind.UNSUPPORTED,
+            f"the {name} probe needs the {module or 'a'} module, not installed on this server: "
+            "install the package that provides it",
+        )
 
     def names(self) -> list[str]:
         """Every type name, sorted."""

@@ -22,6 +22,7 @@ from connectord.types._aws import aws_config, checked_resolver, map_botocore_err
 from connectord.types._checked_http import CheckedHttp, EgressResolver, map_aiohttp_error, status_error
 from connectord.types._net import CaPem, aiohttp_error_kind, parse_http_url, reveal, timed
 from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeOutcome
+from connectord.types.endpoint import EndpointRule
 
 __all__ = [
     "EgressResolver",
@@ -120,6 +121,7 @@ class ServerlessType(ConnectorType):
 
     name: ClassVar[str] = "serverless"
     description: ClassVar[str] = "Serverless functions: HTTP functions and AWS Lambda."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(schemes=("http", "https"))
     config_model: ClassVar[type[ConnectorConfig]] = ServerlessConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (Capability.QUERY,)
 

@@ -52,6 +52,7 @@ from connectord.types._sql_common import (
 )
 from connectord.types._sql_mysql import map_mysql_error, mysql_can_write, probe_mysql
 from connectord.types._sql_postgres import connect_postgres, map_postgres_error, probe_postgres
+from connectord.types.endpoint import EndpointRule
 
 __all__ = [
     "Dialect",
@@ -358,6 +359,15 @@ class SqlType(ConnectorType):
 
     name: ClassVar[str] = "sql"
     description: ClassVar[str] = "PostgreSQL, MySQL/MariaDB and SQLite databases."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(
+        schemes=("postgresql", "postgres", "mysql", "mariadb", "sqlite"),
+        hostless=("sqlite",),
+        bare=True,
+        path=True,
+        credentials=True,
+        user_alone=True,
+        driver_suffix=True,
+    )
     config_model: ClassVar[type[ConnectorConfig]] = SqlConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = DEFAULT_CAPABILITIES
 

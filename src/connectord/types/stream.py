@@ -35,6 +35,7 @@ from connectord.types._stream_kafka import map_kafka_error, probe_kafka
 from connectord.types._stream_mqtt import map_mqtt_error, probe_mqtt
 from connectord.types._stream_nats import map_nats_error, probe_nats
 from connectord.types._stream_redis import map_redis_error, probe_redis
+from connectord.types.endpoint import EndpointRule
 
 __all__ = [
     "DEFAULT_PORTS",
@@ -218,6 +219,12 @@ class StreamType(ConnectorType):
 
     name: ClassVar[str] = "stream"
     description: ClassVar[str] = "Message streams: Kafka, NATS, AMQP (RabbitMQ), MQTT, Redis streams."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(
+        schemes=("kafka", "nats", "amqp", "amqps", "mqtt", "mqtts", "redis", "rediss", "tcp"),
+        bare=True,
+        credentials=True,
+        user_alone=True,
+    )
     config_model: ClassVar[type[ConnectorConfig]] = StreamConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (Capability.READ, Capability.STREAM)
 

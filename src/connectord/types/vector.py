@@ -37,6 +37,7 @@ from connectord.types._net import (
     split_endpoint,
     timed,
 )
+from connectord.types.endpoint import EndpointRule
 from connectord.types.sql import SslMode
 
 T = TypeVar("T")
@@ -132,6 +133,9 @@ class VectorType(ConnectorType):
 
     name: ClassVar[str] = "vector"
     description: ClassVar[str] = "Vector databases: pgvector, Qdrant, Chroma, Weaviate, Pinecone, Milvus."
+    endpoint: ClassVar[EndpointRule] = EndpointRule(
+        schemes=("http", "https", "postgresql", "postgres"), bare=True, credentials=True, user_alone=True
+    )
     config_model: ClassVar[type[ConnectorConfig]] = VectorConfig
     default_capabilities: ClassVar[tuple[Capability, ...]] = (
         Capability.READ,

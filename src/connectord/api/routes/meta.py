@@ -26,8 +26,10 @@ _HEALTH = b'{"status":"ok"}'
     summary="Connector types",
 )
 async def connector_types(who: Reader) -> Response:
-    """Every type with its default capabilities and config JSON Schema (secrets are `writeOnly`)."""
-    return json_response({"items": [t.describe() for t in who.facade.registry.types().values()]})
+    """Every type with its default capabilities, config JSON Schema (secrets are `writeOnly`) and
+    built-in providers, each saying whether its driver is installed and how to install it."""
+    registry = who.facade.registry
+    return json_response({"items": [registry.describe(t) for t in registry.types().values()]})
 
 
 @router.get(

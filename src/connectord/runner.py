@@ -1,0 +1,110 @@
+"""The probe runner: run a type's probe under its timeout and turn every outcome into
+a :class:`TestResult`.
+
+It knows nothing of the store or tenants' rows: it takes a type name, an
+endpoint, the public config and the decrypted secrets. The facade calls it for
+saved and unsaved connectors alike; a scheduler can call it the same way.
+Failures never escape: a probe error, a timeout, a missing driver, an invalid
+config and a probe's own bug each become a failed result with an
+``error_kind``, with the secrets' values redacted from every message.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable, Mapping
+from datetime import datetime
+from typing import Any
+
+from connectord.egress import EgressPolicy
+from connectord.errors import ProbeError, ValidationError
+from connectord.model import ErrorKind, TestResult, utcnow
+from connectord.secrets import SecretTree, leaf_values, overlay, redact
+from connectord.settings import Settings
+from connectord.types.base import ConnectorConfig, ProbeContext
+from connectord.types.registry import TypeRegistry
+from connectord.validation import check_config
+
+logger = logging.getLogger("connectord")
+
+#: Called with (connector type, result) after every probe run.
+TestObserver = Callable[[str, TestResult], None]
+
+
+class ProbeRunner:
+    """Runs probes with the server's limits (timeouts, egress policy, file roots).
+
+    ``observers`` are called after every run (the metrics hook).
+    """
+
+    def __init__(self, registry: TypeRegistry, settings: Settings, egress: EgressPolicy) -> None:
+        self.registry = registry
+        self.settings = settings
+        self.egress = egress
+        self.observers: list[TestObserver] = []
+
+    async def run(
+        self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
+    ) -> tuple[TestResult, list[str] | None]:
+        """Test one definition: the result (``connector_id`` empty) and, when the probe
+        learned them, the capabilities it found."""
+        result, capabilities = await self._probe(type_name, endpoint, public, secrets)
+        for observe in self.observers:
+            observe(type_name, result)
+        return result, capabilities
+
+    async def _probe(
+        self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
+    ) -> tuple[TestResult, list[str] | None]:
+        tested_at = utcnow()
+        start = time.perf_counter()
+        secret_values = leaf_values(secrets)
+        timeout = self.settings.probe_timeout
+        try:
+            ctype = self.registry.get(type_name)
+            config = check_config(ctype, overlay(public, secrets))
+            timeout = min(config.timeout or self.settings.probe_timeout, self.settings.probe_timeout_max)
+            async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
+                outcome = await ctype.probe(self._context(endpoint, config, timeout))
+        except ProbeError as exc:
+            return _failure(exc.kind, redact(exc.message, secret_values), start, tested_at, exc.details), None
+        except ModuleNotFoundError as exc:  # a driver not installed: name the command that installs it
+            missing = self.registry.missing_driver(type_name, exc)
+            return _failure(missing.kind, missing.message, start, tested_at), None
+        except TimeoutError:
+            return _failure(ErrorKind.TIMEOUT, f"no answer within {timeout:g} s", start, tested_at), None
+        except ValidationError as exc:
+            return _failure(ErrorKind.INVALID_CONFIG, exc.message, start, tested_at), None
+        except Exception as exc:  # noqa: BLE001 - a probe bug must not become a 500
+            logger.warning(
+                "probe of a %s connector failed unexpectedly: %s: %s",
+                type_name,
+                type(exc).__name__,
+                redact(str(exc), secret_values),
+            )
+            return _failure(
+                ErrorKind.INTERNAL,
+                f"the {type_name} probe failed unexpectedly ({type(exc).__name__})",
+                start,
+                tested_at,
+            ), None
+        latency = round((time.perf_counter() - start) * 1000)
+        return TestResult(True, "", latency, None, outcome.details, tested_at), outcome.capabilities
+
+    def _context(self, endpoint: str | None, config: ConnectorConfig, timeout: float) -> ProbeContext:
+        return ProbeContext(
+            endpoint=endpoint,
+            config=config,
+            timeout=timeout,
+            egress=self.egress,
+            file_roots=tuple(str(p) for p in self.settings.file_roots),
+        )
+
+
+def _failure(
+    kind: ErrorKind, message: str, start: float, tested_at: datetime, details: Mapping[str, Any] | None = None
+) -> TestResult:
+    latency = round((time.perf_counter() - start) * 1000)
+    return TestResult(False, "", latency, message, {**(details or {}), "error_kind": str(kind)}, tested_at)
