@@ -205,8 +205,12 @@ async def test_only_what_changed_is_updated(api: LocalBackend, refs: Path) -> No
     plan = await make_plan(api, parse_document(changed, await api.connector_types()))
     web = next(c for c in plan.changes if c.name == "web")
     assert web.action == UPDATE
-    assert web.notes == ["endpoint: 127.0.0.1:9 -> 127.0.0.1:10", "metadata: ~team"]
-    assert set(web.updates) == {"endpoint", "metadata"}
+    assert web.notes == [
+        "endpoint: 127.0.0.1:9 -> 127.0.0.1:10",
+        "metadata: ~team",
+        "secret password: re-sent (the destination changes)",
+    ]
+    assert set(web.updates) == {"endpoint", "metadata", "config"}
     assert next(c for c in plan.changes if c.name == "api").action == UNCHANGED
     await apply_plan(api, plan, check_references(plan, refs))
     assert await _plan(api, changed) == [(UNCHANGED, "web"), (UNCHANGED, "api")]

@@ -38,8 +38,10 @@ from urllib.parse import urlsplit
 
 import yaml
 
+from connectord.definitions import destinations
 from connectord.errors import FieldError, ValidationError
 from connectord.model import ConnectorInfo, ConnectorStatus
+from connectord.types.endpoint import EndpointRule, split_credentials
 
 API_VERSION = "connectord/v1"
 ENTRY_KEYS = ("name", "connector_type", "endpoint", "config", "metadata", "status")
@@ -218,11 +220,13 @@ def parse_document(text: str, types: Iterable[Mapping[str, Any]]) -> list[Declar
     if not isinstance(entries, list):
         errors.append(_err(("connectors",), "must be a list"))
         entries = []
+    types = list(types)
     patterns = schemas_by_type(types)
+    rules = {t["name"]: EndpointRule.from_description(t.get("endpoint") or {}) for t in types}
     declared: list[Declared] = []
     seen: dict[str, int] = {}
     for index, entry in enumerate(entries):
-        item = _parse_entry(index, entry, patterns, errors)
+        item = _parse_entry(index, entry, patterns, rules, errors)
         if item is None:
             continue
         if item.name in seen:
@@ -235,7 +239,11 @@ def parse_document(text: str, types: Iterable[Mapping[str, Any]]) -> list[Declar
 
 
 def _parse_entry(
-    index: int, entry: Any, patterns: Mapping[str, set[tuple[str, ...]]], errors: list[FieldError]
+    index: int,
+    entry: Any,
+    patterns: Mapping[str, set[tuple[str, ...]]],
+    rules: Mapping[str, EndpointRule],
+    errors: list[FieldError],
 ) -> Declared | None:
     loc: Loc = ("connectors", index)
     if not isinstance(entry, Mapping):
@@ -258,6 +266,11 @@ def _parse_entry(
         errors.append(_err((*loc, "endpoint"), "must be a string"))
     elif isinstance(endpoint, str) and "://" in endpoint and _has_password(endpoint):
         errors.append(_err((*loc, "endpoint"), "carries a password; put it in config.password as ${ENV_VAR}"))
+    elif isinstance(endpoint, str) and isinstance(ctype, str) and ctype in rules:
+        try:  # the rule the server publishes: a refused endpoint fails the file before any write
+            split_credentials(endpoint, rules[ctype], ctype)
+        except ValidationError as exc:
+            errors.extend(_err((*loc, *fe.loc), fe.msg) for fe in exc.errors)
     config, metadata = entry.get("config") or {}, entry.get("metadata") or {}
     for key, value in (("config", config), ("metadata", metadata)):
         if not isinstance(value, Mapping):
@@ -398,9 +411,12 @@ def _compare(d: Declared, current: ConnectorInfo | None, update_secrets: bool) -
     if d.config != current.config:
         change.notes.append(f"config: {_diff_keys(current.config, d.config)}")
     have = set(current.secret_fields)
-    change.send = sorted(s for s in d.secret_refs if update_secrets or s not in have)
+    # Secrets never follow a change of destination on their own (docs/secrets.md): send them.
+    moved = destinations(d.endpoint, d.config) != destinations(current.endpoint, current.config)
+    change.send = sorted(s for s in d.secret_refs if update_secrets or moved or s not in have)
     change.remove = sorted(have - set(d.secret_refs))
-    change.notes += [f"secret {s}: {'re-sent' if s in have else 'set'}" for s in change.send]
+    why = " (the destination changes)" if moved and not update_secrets else ""
+    change.notes += [f"secret {s}: {'re-sent' + why if s in have else 'set'}" for s in change.send]
     change.notes += [f"secret {s}: removed" for s in change.remove]
     if d.config != current.config or change.send or change.remove:
         change.updates["config"] = d.config

@@ -13,14 +13,16 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from pydantic_core import to_jsonable_python
 
 from connectord.errors import FieldError, ValidationError
 from connectord.secrets import SecretTree, split_secrets
 from connectord.types.base import ConnectorConfig, ConnectorType
+from connectord.types.endpoint import check_user_alone, split_credentials
 from connectord.types.registry import TypeRegistry
-from connectord.validation import check_config, split_endpoint
+from connectord.validation import check_config, check_endpoint_text
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,18 +44,98 @@ def connector_type(registry: TypeRegistry, name: object) -> ConnectorType:
 
 
 def validate_definition(
-    ctype: ConnectorType, endpoint: object, config: object, *, carried: SecretTree | None = None
+    ctype: ConnectorType,
+    endpoint: object,
+    config: object,
+    *,
+    carried: SecretTree | None = None,
+    stored: tuple[str | None, Mapping[str, Any]] | None = None,
 ) -> Definition:
-    """Check a definition; ``carried`` are the stored secrets of an update (see
-    :func:`connectord.validation.check_config`)."""
-    endpoint, moved = split_endpoint(endpoint)
+    """Check a definition. In an update, ``carried`` are the stored secrets (see
+    :func:`connectord.validation.check_config`) and ``stored`` the stored endpoint and
+    public config: when the update sends the secrets somewhere else (another scheme,
+    host or port, in the endpoint or in a URL of the config), every secret it keeps must
+    be sent again (or removed with ``null``), so that write access never reads secrets."""
+    given = text = check_endpoint_text(endpoint)
+    moved: dict[str, str] = {}
+    if text is not None:
+        # The type's widest rule first: a password in the URL belongs in the config
+        # before it is validated; the config's own rule (a provider's) narrows it after.
+        text, moved = split_credentials(text, ctype.endpoint, ctype.name)
     incoming = dict(config) if isinstance(config, Mapping) else ({} if config is None else config)
     if isinstance(incoming, dict):
         for key, value in moved.items():
             incoming.setdefault(key, value)
     validated = check_config(ctype, incoming, carried=carried)
+    rule = ctype.endpoint_rule(validated)
+    if given is not None and text is not None:
+        if rule != ctype.endpoint:
+            split_credentials(given, rule, ctype.name)
+        check_user_alone(text, rule, validated.password is not None)
     public, secrets = _split(validated)
-    return Definition(endpoint, validated, public, secrets, ctype.capabilities(validated))
+    if stored is not None and secrets and destinations(text, public) != destinations(*stored):
+        _check_sent_again(secrets, incoming if isinstance(incoming, Mapping) else {})
+    return Definition(text, validated, public, secrets, ctype.capabilities(validated))
+
+
+Destination = tuple[str, str, int | None]
+
+
+def destinations(endpoint: str | None, public: Mapping[str, Any]) -> frozenset[Destination]:
+    """Where a definition's secrets may be sent: the scheme, host and port of the endpoint
+    and of every URL in the public config (an OAuth token URL, an S3 ``endpoint_url``)."""
+    urls = [endpoint] if endpoint else []
+    urls.extend(_config_urls(public))
+    return frozenset(_destination(url) for url in urls)
+
+
+def _config_urls(tree: Any) -> list[str]:
+    if isinstance(tree, Mapping):
+        return [url for value in tree.values() for url in _config_urls(value)]
+    if isinstance(tree, list):
+        return [url for value in tree for url in _config_urls(value)]
+    return [tree] if isinstance(tree, str) and "://" in tree else []
+
+
+def _destination(url: str) -> Destination:
+    try:
+        parts = urlsplit(url if "://" in url or url.startswith("/") else f"//{url}")
+        port = parts.port
+    except ValueError:
+        return ("", url, None)
+    return (parts.scheme.lower(), (parts.hostname or parts.path).lower(), port)
+
+
+def _check_sent_again(secrets: SecretTree, incoming: Mapping[str, Any]) -> None:
+    kept = [path for path in _leaf_paths(secrets) if not _mentions(incoming, path)]
+    if kept:
+        raise ValidationError(
+            "the update sends the connector's secrets to another destination: send them again "
+            "(or null to remove them)",
+            [
+                FieldError(("config", *path), "must be sent again, as the destination changes")
+                for path in kept
+            ],
+        )
+
+
+def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[tuple[str, ...]]:
+    paths: list[tuple[str, ...]] = []
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            paths.extend(_leaf_paths(value, (*prefix, key)))
+        else:
+            paths.append((*prefix, key))
+    return paths
+
+
+def _mentions(tree: Mapping[str, Any], path: tuple[str, ...]) -> bool:
+    node: Any = tree
+    for part in path:
+        if not isinstance(node, Mapping) or part not in node:
+            return False
+        node = node[part]
+    return True
 
 
 def _split(config: ConnectorConfig) -> tuple[dict[str, Any], SecretTree]:

@@ -371,7 +371,9 @@ class ConnectorsFacade:
         ctype = self._registry.get(current.connector_type)
         new_endpoint: object = current.endpoint if endpoint is None else endpoint
         new_config: object = dict(current.config) if config is None else config
-        return validate_definition(ctype, new_endpoint, new_config, carried=stored)
+        return validate_definition(
+            ctype, new_endpoint, new_config, carried=stored, stored=(current.endpoint, current.config)
+        )
 
     async def delete_connector(
         self,

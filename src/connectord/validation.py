@@ -7,7 +7,6 @@ import math
 import re
 from collections.abc import Mapping
 from typing import Any
-from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import pydantic
 
@@ -96,11 +95,12 @@ def check_name(name: object, field: str = "name") -> str:
     return name
 
 
-def split_endpoint(endpoint: object) -> tuple[str | None, dict[str, str]]:
-    """Check an endpoint's general shape and move the credentials out of it:
-    ``(endpoint, {config field: secret})``."""
+def check_endpoint_text(endpoint: object) -> str | None:
+    """An endpoint's general shape (a string of bounded length, no spaces or control
+    characters); ``None`` for none. What each type accepts is checked by
+    :func:`connectord.types.endpoint.split_credentials`."""
     if endpoint is None or endpoint == "":
-        return None, {}
+        return None
     if not isinstance(endpoint, str) or len(endpoint) > MAX_ENDPOINT or _CONTROL.search(endpoint):
         raise ValidationError(
             "invalid endpoint",
@@ -112,25 +112,7 @@ def split_endpoint(endpoint: object) -> tuple[str | None, dict[str, str]]:
                 )
             ],
         )
-    if "://" not in endpoint:
-        return endpoint, {}
-    try:
-        parts = urlsplit(endpoint)
-        parts.port  # noqa: B018 - raises on a bad port
-    except ValueError:
-        raise ValidationError(
-            "invalid endpoint", [FieldError(("endpoint",), "is not a valid URL (check the port)")]
-        ) from None
-    if parts.password is None:
-        return endpoint, {}
-    # The URL carries the password percent-encoded; the secret is the password itself.
-    return urlunsplit(_without_password(parts)), {"password": unquote(parts.password)}
-
-
-def _without_password(parts: SplitResult) -> SplitResult:
-    host = parts.netloc.rpartition("@")[2]
-    user = parts.username or ""
-    return parts._replace(netloc=f"{user}@{host}" if user else host)
+    return endpoint
 
 
 def check_metadata(metadata: object) -> dict[str, Any]:

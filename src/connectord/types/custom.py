@@ -57,7 +57,7 @@ class CustomType(ConnectorType):
 
     name: ClassVar[str] = "custom"
     description: ClassVar[str] = "Anything else: a TCP (and optional TLS) reachability check."
-    endpoint: ClassVar[EndpointRule] = EndpointRule(bare=True)
+    endpoint: ClassVar[EndpointRule] = EndpointRule(bare=True, credentials=True, user_alone=True)
     config_model: ClassVar[type[ConnectorConfig]] = CustomConfig
 
     def capabilities(self, config: ConnectorConfig) -> list[str]:

@@ -16,6 +16,7 @@ never stored in clear.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
@@ -74,7 +75,22 @@ class EndpointRule:
             "bare_host_port": self.bare,
             "path": self.path,
             "credentials_in_url": self.credentials,
+            "user_name_alone": self.user_alone,
+            "driver_suffix": self.driver_suffix,
         }
+
+    @classmethod
+    def from_description(cls, described: Mapping[str, Any]) -> EndpointRule:
+        """The rule a type's description publishes (what a client such as ``apply`` checks)."""
+        return cls(
+            schemes=tuple(described.get("schemes", ())),
+            hostless=tuple(described.get("hostless_schemes", ())),
+            bare=bool(described.get("bare_host_port", False)),
+            path=bool(described.get("path", False)),
+            credentials=bool(described.get("credentials_in_url", False)),
+            user_alone=bool(described.get("user_name_alone", False)),
+            driver_suffix=bool(described.get("driver_suffix", False)),
+        )
 
     def allowed(self) -> str:
         """The accepted forms, as a field error names them."""
@@ -146,18 +162,23 @@ def _check_query(parts: SplitResult) -> None:
 
 def _move_password(endpoint: str, parts: SplitResult, rule: EndpointRule) -> tuple[str, dict[str, str]]:
     """The endpoint as given (``//host`` when bare) without its password, and the password."""
+    given = endpoint if "://" in endpoint else f"//{endpoint}"
     if "@" not in parts.netloc:
-        return endpoint if "://" in endpoint else f"//{endpoint}", {}
+        return given, {}
     if not rule.credentials:
         raise _refuse("must not carry credentials (user@ or user:password@): use the config's secret fields")
     if parts.password is None:
-        if not rule.user_alone:
-            raise _refuse(
-                "has a user name but no password, which reads as a token: use the config's secret fields"
-            )
-        return endpoint if "://" in endpoint else f"//{endpoint}", {}
+        return given, {}
     host = parts.netloc.rpartition("@")[2]
     user = parts.username or ""
     # The URL carries the password percent-encoded; the secret is the password itself.
     stored = parts._replace(netloc=f"{user}@{host}" if user else host)
     return urlunsplit(stored), {"password": unquote(parts.password)}
+
+
+def check_user_alone(endpoint: str, rule: EndpointRule, has_password: bool) -> None:
+    """Refuse a user name with no password (``https://TOKEN@host``) where the rule reads
+    it as a token: it would be stored and shown in clear."""
+    if rule.user_alone or has_password or "@" not in endpoint.partition("://")[2].split("/", 1)[0]:
+        return
+    raise _refuse("has a user name but no password, which reads as a token: use the config's secret fields")

@@ -128,6 +128,12 @@ class VectorConfig(ConnectorConfig):
         return self
 
 
+_PGVECTOR_ENDPOINT = EndpointRule(
+    schemes=("postgresql", "postgres"), bare=True, credentials=True, user_alone=True
+)
+_HTTP_ENDPOINT = EndpointRule(schemes=("http", "https"), bare=True)
+
+
 class VectorType(ConnectorType):
     """Vector databases: pgvector, Qdrant, Chroma, Weaviate, Pinecone, Milvus."""
 
@@ -142,6 +148,14 @@ class VectorType(ConnectorType):
         Capability.WRITE,
         Capability.VECTOR_SEARCH,
     )
+
+    def endpoint_rule(self, config: ConnectorConfig) -> EndpointRule:
+        """pgvector: a PostgreSQL URL (a user name and password may be in it); the others:
+        an http(s) URL or ``host:port``, credentials in the config only."""
+        assert isinstance(config, VectorConfig)
+        if config.provider is VectorProvider.PGVECTOR:
+            return _PGVECTOR_ENDPOINT
+        return _HTTP_ENDPOINT
 
     async def probe(self, ctx: ProbeContext) -> ProbeOutcome:
         """Reach the provider's health and version API; count collections; describe the named one."""
