@@ -150,7 +150,8 @@ def check_config(ctype: ConnectorType, config: object, carried: SecretTree | Non
     while True:  # each pass drops at least one carried secret, so this ends
         merged = overlay(carried, config)
         try:
-            return ctype.config_model.model_validate(merged)
+            # Strict, as JSON: "timeout": true is not 1.0, "tls_verify": "off" is not false.
+            return ctype.config_model.model_validate_json(json.dumps(merged), strict=True)
         except pydantic.ValidationError as exc:
             found = (_stale(carried, config, _input_path(merged, e["loc"]), e["type"]) for e in exc.errors())
             stale = [p for p in found if p is not None]
