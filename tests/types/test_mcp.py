@@ -207,6 +207,38 @@ async def test_black_hole_times_out_within_the_bound(transport: str) -> None:
     assert 0.9 <= time.monotonic() - start < 3
 
 
+async def test_an_sse_endpoint_on_another_origin_is_refused_at_once(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """The SDK refuses it, then would wait for the whole timeout (issue 9, also seen)."""
+    from aiohttp import web
+
+    async def sse(request: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await resp.prepare(request)
+        await resp.write(b"event: endpoint\ndata: http://127.0.0.2:9/messages?session_id=s3ss\n\n")
+        await asyncio.sleep(30)
+        return resp
+
+    app = web.Application()
+    app.router.add_get("/sse", sse)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = runner.addresses[0][1]
+    try:
+        start = time.monotonic()
+        error = await probe_error(f"http://127.0.0.1:{port}/sse", {"transport": "sse"}, timeout=5.0)
+        elapsed = time.monotonic() - start
+    finally:
+        await runner.cleanup()
+    assert error.kind is ErrorKind.PROTOCOL
+    assert "another origin" in error.message
+    assert elapsed < 2.5  # the 5 s timeout is not waited for
+    assert "s3ss" not in caplog.text
+
+
 async def test_loopback_is_refused_by_the_default_policy(mcp_url: str) -> None:
     error = await probe_error(mcp_url, allow=[])
     assert error.kind is ErrorKind.EGRESS_DENIED

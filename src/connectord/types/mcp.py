@@ -15,6 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
+import logging
 import re
 import ssl
 import time
@@ -458,7 +460,7 @@ class McpType(ConnectorType):
             ctx.egress, {(host, port): destinations[0].address}, _ssl_context(config)
         )
         try:
-            async with asyncio.timeout_at(deadline):
+            async with asyncio.timeout_at(deadline), _refused_other_origin():
                 details, tools = await _run(ctx, config, url, transport, phases)
         except TimeoutError as exc:
             error = ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s")
@@ -470,6 +472,58 @@ class McpType(ConnectorType):
         details.update(transport=config.transport, address=destinations[0].address, port=port, phases=phases)
         capabilities = mcp_capabilities(tools, details["resource_count"], details["prompt_count"])
         return ProbeOutcome(details=details, capabilities=capabilities)
+
+
+#: Called when the SDK refuses an SSE message endpoint on another origin (see below).
+_ON_OTHER_ORIGIN: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
+    "mcp_on_other_origin", default=None
+)
+_OTHER_ORIGIN = "Endpoint origin does not match connection origin"
+
+
+class _OtherOriginFilter(logging.Filter):
+    """The SDK's SSE transport refuses a message endpoint on another origin by logging it and
+    then blocks on a stream nobody reads, until the probe's timeout: its log records are the
+    only early signal. They are dropped (they carry the server's URL) and end the probe."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        error = record.exc_info[1] if record.exc_info else None
+        if not (record.getMessage().startswith(_OTHER_ORIGIN) or str(error).startswith(_OTHER_ORIGIN)):
+            return True
+        refuse = _ON_OTHER_ORIGIN.get()
+        if refuse is not None:
+            refuse()
+        return False
+
+
+_SSE_LOGGER = logging.getLogger("mcp.client.sse")
+_SSE_LOGGER.addFilter(_OtherOriginFilter())
+
+
+@contextlib.asynccontextmanager
+async def _refused_other_origin() -> Any:
+    """Turn the SDK's refusal of another origin into an immediate :class:`ProbeError`."""
+    task = asyncio.current_task()
+    assert task is not None
+    refused: list[bool] = []
+
+    def refuse() -> None:
+        if not refused:
+            refused.append(True)
+            task.cancel()
+
+    token = _ON_OTHER_ORIGIN.set(refuse)
+    try:
+        yield
+    except asyncio.CancelledError:
+        if refused and task.uncancel() == 0:
+            raise ProbeError(
+                ErrorKind.PROTOCOL,
+                "the SSE server announced its message endpoint on another origin (refused)",
+            ) from None
+        raise
+    finally:
+        _ON_OTHER_ORIGIN.reset(token)
 
 
 async def _run(
