@@ -29,9 +29,11 @@ test: install
 	bash scripts/ensure-services.sh
 	$(PY) -m pytest $(PYTEST_ARGS)
 
+# The layering (docs/architecture.md) is a contract: .importlinter.
 lint: install
 	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src
+	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/lint-imports
 
 typecheck: install
 	$(VENV)/bin/mypy --strict src/connectord
