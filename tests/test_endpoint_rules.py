@@ -130,7 +130,8 @@ async def test_refused_on_update_leaves_the_row(
         await facade.update_connector(info.id, tenant, endpoint=bad)
     _endpoint_error(updated.value)
     after = await facade.get_connector(info.id, tenant)
-    assert after is not None and (after.endpoint, after.version) == (good, 1)
+    assert after is not None
+    assert (after.endpoint, after.version) == (good, 1)
 
 
 @pytest.mark.parametrize(("ctype", "endpoint", "config", "stored", "secret_fields"), ACCEPTED)
@@ -185,15 +186,18 @@ async def test_a_new_host_needs_the_secrets_again(local: tuple[ConnectorsFacade,
         assert [fe.loc for fe in err.value.errors] == [("config", "auth", "token")]
         assert "t0ken-Secret" not in str(err.value) + repr(err.value.errors)
     unchanged = await facade.get_connector(info.id, tenant)
-    assert unchanged is not None and unchanged.version == 1
+    assert unchanged is not None
+    assert unchanged.version == 1
 
     # Same destination, another path: the secret is kept.
     kept = await facade.update_connector(info.id, tenant, endpoint="http://127.0.0.1:1/other")
-    assert kept is not None and kept.secret_fields == ["auth.token"]
+    assert kept is not None
+    assert kept.secret_fields == ["auth.token"]
     # Sent again with the move: accepted.
     again = {"auth": {"kind": "bearer", "token": "n3w-Secret"}}
     moved_ok = await facade.update_connector(info.id, tenant, endpoint="http://127.0.0.2:1/", config=again)
-    assert moved_ok is not None and moved_ok.endpoint == "http://127.0.0.2:1/"
+    assert moved_ok is not None
+    assert moved_ok.endpoint == "http://127.0.0.2:1/"
 
 
 async def test_a_new_url_in_the_config_counts_as_a_move(local: tuple[ConnectorsFacade, str]) -> None:
@@ -213,4 +217,5 @@ async def test_a_new_url_in_the_config_counts_as_a_move(local: tuple[ConnectorsF
     assert [fe.loc for fe in err.value.errors] == [("config", "auth", "client_secret")]
     # Removing the secret with the move is allowed too.
     removed = await facade.update_connector(info.id, tenant, endpoint="http://127.0.0.2:1/", config={})
-    assert removed is not None and removed.secret_fields == []
+    assert removed is not None
+    assert removed.secret_fields == []

@@ -21,7 +21,8 @@ from typing import Any
 from connectord.egress import EgressPolicy
 from connectord.errors import ProbeError, ValidationError
 from connectord.model import ErrorKind, TestResult, utcnow
-from connectord.secrets import SecretTree, leaf_values, overlay, redact
+from connectord.redaction import Scrubber
+from connectord.secrets import SecretTree, leaf_values, overlay
 from connectord.settings import Settings
 from connectord.types.base import ConnectorConfig, ProbeContext
 from connectord.types.registry import TypeRegistry
@@ -51,6 +52,11 @@ class ProbeRunner:
         """Test one definition: the result (``connector_id`` empty) and, when the probe
         learned them, the capabilities it found."""
         result, capabilities = await self._probe(type_name, endpoint, public, secrets)
+        # Every result, success or failure, before anyone sees or stores it: a server may
+        # echo a credential back into a header the probe reports (docs/security.md).
+        scrubber = Scrubber(leaf_values(secrets))
+        result.error = scrubber.text(result.error) if result.error else result.error
+        result.details = scrubber.details(result.details)
         for observe in self.observers:
             observe(type_name, result)
         return result, capabilities
@@ -60,7 +66,6 @@ class ProbeRunner:
     ) -> tuple[TestResult, list[str] | None]:
         tested_at = utcnow()
         start = time.perf_counter()
-        secret_values = leaf_values(secrets)
         timeout = self.settings.probe_timeout
         try:
             ctype = self.registry.get(type_name)
@@ -69,7 +74,7 @@ class ProbeRunner:
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
                 outcome = await ctype.probe(self._context(endpoint, config, timeout))
         except ProbeError as exc:
-            return _failure(exc.kind, redact(exc.message, secret_values), start, tested_at, exc.details), None
+            return _failure(exc.kind, exc.message, start, tested_at, exc.details), None
         except ModuleNotFoundError as exc:  # a driver not installed: name the command that installs it
             missing = self.registry.missing_driver(type_name, exc)
             return _failure(missing.kind, missing.message, start, tested_at), None
@@ -82,7 +87,7 @@ class ProbeRunner:
                 "probe of a %s connector failed unexpectedly: %s: %s",
                 type_name,
                 type(exc).__name__,
-                redact(str(exc), secret_values),
+                Scrubber(leaf_values(secrets)).text(str(exc)),
             )
             return _failure(
                 ErrorKind.INTERNAL,

@@ -226,14 +226,6 @@ def secret_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
     return sorted(paths)
 
 
-def redact(text: str, secret_values: Iterable[str]) -> str:
-    """Replace every occurrence of a secret value in a text (for driver messages)."""
-    for value in sorted(set(secret_values), key=len, reverse=True):
-        if len(value) >= 3:
-            text = text.replace(value, "[redacted]")
-    return text
-
-
 def leaf_values(tree: Mapping[str, Any]) -> list[str]:
     """Every secret value in a tree, for redaction."""
     values: list[str] = []

@@ -22,29 +22,8 @@ from typing import Any
 from urllib.parse import SplitResult, parse_qsl, unquote, urlsplit, urlunsplit
 
 from connectord.errors import FieldError, ValidationError
+from connectord.redaction import CREDENTIAL_PARAMETERS
 
-#: Query parameters that carry a credential: an endpoint holding one is refused.
-CREDENTIAL_PARAMETERS = frozenset(
-    {
-        "access_token",
-        "api_key",
-        "apikey",
-        "api-key",
-        "auth",
-        "client_secret",
-        "key",
-        "passwd",
-        "password",
-        "pwd",
-        "secret",
-        "sig",
-        "signature",
-        "token",
-        "x-amz-credential",
-        "x-amz-security-token",
-        "x-amz-signature",
-    }
-)
 _FIELD = ("endpoint",)
 
 

@@ -30,6 +30,7 @@ from pydantic import SecretStr
 from connectord.egress import parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.redaction import redact_url, scrub_text
 from connectord.types._http_config import (
     HTTP_TOKEN,
     MAX_REDIRECTS,
@@ -256,15 +257,14 @@ class _Run:
     where: str = ""
 
     def scrub(self, text: str) -> str:
-        """The text with every secret (and its URL-encoded form) replaced."""
-        for value in sorted(self.secrets, key=len, reverse=True):
-            if len(value) >= 3:
-                text = text.replace(value, "[redacted]").replace(quote(value, safe=""), "[redacted]")
-        return text
+        """The text with every secret, in every encoding, replaced."""
+        return scrub_text(text, self.secrets)
 
     def shown(self, url: URL) -> str:
-        """A URL as reported: no user info, no secret."""
-        return self.scrub(str(url.with_user(None)))
+        """A URL as reported: no user info, credential parameters masked by name, no secret."""
+        auth = self.config.auth
+        named = [auth.name] if isinstance(auth, ApiKeyAuth) and auth.location == "query" else []
+        return self.scrub(redact_url(str(url), named))
 
     def details(self) -> dict[str, Any]:
         """What the run learned so far."""

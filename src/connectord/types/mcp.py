@@ -30,6 +30,7 @@ from pydantic import Field, SecretStr, field_validator, model_validator
 from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.redaction import scrub_text
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
@@ -356,9 +357,7 @@ def _mcp_error(exc: Any) -> ProbeError:
 
 
 def _scrub(error: ProbeError, secrets: list[str]) -> ProbeError:
-    message = error.message
-    for secret in secrets:
-        message = message.replace(secret, "[secret]")
+    message = scrub_text(error.message, secrets)
     return error if message == error.message else ProbeError(error.kind, message, error.details)
 
 
