@@ -10,11 +10,14 @@ from __future__ import annotations
 import asyncio
 import inspect
 import logging
+import os
 import secrets
 import sqlite3
 import ssl
+import threading
 import time
 from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -643,3 +646,80 @@ async def test_facade_wrong_password_and_sqlite(
     )
     refused = await facade.test_connector(outside.id, tenant)
     assert refused.error_kind == "egress_denied"
+
+
+# --- the probe query's bounds (issue 9, item 5) -----------------------------------------------
+
+
+@contextmanager
+def peak_rss_growth() -> Iterator[list[int]]:
+    """The largest growth of this process's resident memory while the block runs (bytes)."""
+    page = os.sysconf("SC_PAGE_SIZE")
+
+    def rss() -> int:
+        return int(Path("/proc/self/statm").read_text().split()[1]) * page
+
+    base, peak, done = rss(), [0], threading.Event()
+
+    def sample() -> None:
+        while not done.wait(0.005):
+            peak[0] = max(peak[0], rss() - base)
+
+    sampler = threading.Thread(target=sample, daemon=True)
+    sampler.start()
+    try:
+        yield peak
+    finally:
+        done.set()
+        sampler.join()
+        peak[0] = max(peak[0], rss() - base)
+
+
+BIG_VALUES = {  # 200 rows of 1 MB: a client that pulls the rows holds 200 MB
+    "postgresql": "SELECT repeat('x', 1000000) FROM generate_series(1, 200)",
+    "mysql": "SELECT repeat('x', 1000000) FROM seq_1_to_200",
+}
+MANY_ROWS = {
+    "postgresql": "SELECT g FROM generate_series(1, 3000000) AS g",
+    "mysql": "SELECT seq FROM seq_1_to_3000000",
+}
+
+
+async def test_big_values_never_reach_the_server_process(db: Db) -> None:
+    with peak_rss_growth() as grown:
+        outcome = await probe(
+            db.endpoint(db.admin[0]), {"password": db.admin[1], "probe_query": BIG_VALUES[db.dialect]}
+        )
+    assert outcome.details["probe_rows"] == 100
+    assert grown[0] < 60 * 2**20, f"grew {grown[0] / 2**20:.0f} MiB"
+
+
+async def test_rows_are_bounded(db: Db) -> None:
+    with peak_rss_growth() as grown:
+        outcome = await probe(
+            db.endpoint(db.admin[0]),
+            {"password": db.admin[1], "probe_query": MANY_ROWS[db.dialect] + " -- a comment"},
+        )
+    assert outcome.details["probe_rows"] == 100
+    assert grown[0] < 60 * 2**20, f"grew {grown[0] / 2**20:.0f} MiB"
+
+
+async def test_a_huge_sqlite_value_is_refused_not_allocated(sqlite_files: dict[str, Path]) -> None:
+    roots = (str(sqlite_files["root"]),)
+    with peak_rss_growth() as grown:
+        error = await probe_error(
+            f"sqlite:///{sqlite_files['db']}", {"probe_query": "SELECT randomblob(1000000000)"}, roots=roots
+        )
+    assert error.kind is ErrorKind.INVALID_CONFIG
+    assert "exceeds" in error.message
+    assert grown[0] < 60 * 2**20, f"grew {grown[0] / 2**20:.0f} MiB"
+
+
+async def test_a_slow_probe_query_stops_at_the_deadline_on_the_server_too(db: Db) -> None:
+    query = {"postgresql": "SELECT pg_sleep(20)", "mysql": "SELECT SLEEP(20)"}[db.dialect]
+    start = time.monotonic()
+    error = await probe_error(
+        db.endpoint(db.admin[0]), {"password": db.admin[1], "probe_query": query}, timeout=1.0
+    )
+    assert error.kind is ErrorKind.TIMEOUT
+    assert time.monotonic() - start < 4

@@ -36,7 +36,28 @@ class SslMode(enum.StrEnum):
 
 
 DEFAULT_PORTS = {Dialect.POSTGRESQL: 5432, Dialect.MYSQL: 3306}
+#: The probe query's bounds. Rows: at most this many are counted (``probe_rows``).
 MAX_PROBE_ROWS = 100
+#: Values: SQLite runs in our process, so its values are capped (SQLITE_LIMIT_LENGTH);
+#: the servers' values never reach us, as the query is wrapped (:func:`bounded_probe_query`).
+MAX_PROBE_VALUE_BYTES = 1024 * 1024
+
+
+def bounded_probe_query(query: str) -> str:
+    """The probe query as the servers run it: its rows counted, their values never sent.
+
+    The test only reports how many rows the query gives, so the server is asked for
+    ``1`` per row, at most :data:`MAX_PROBE_ROWS`: a ``repeat('x', 300000000)`` or a
+    ten-million-row result costs the server its own (time-bounded) work, and us
+    nothing. ``SHOW`` cannot be a subquery; it runs as it is (its answers are small).
+    The query sits on lines of its own, so a trailing ``--`` comment stays one.
+    """
+    text = query.strip().rstrip(";").rstrip()
+    if text.split(None, 1)[0].upper() == "SHOW":
+        return text
+    return f"SELECT 1 FROM (\n{text}\n) AS connectord_probe LIMIT {MAX_PROBE_ROWS}"
+
+
 DEFAULT_CAPABILITIES = (Capability.READ, Capability.WRITE, Capability.QUERY, Capability.TRANSACTION)
 # Garbage from a server that does not speak the protocol surfaces as parsing errors.
 PARSE_ERRORS = (ValueError, IndexError, KeyError, EOFError, RuntimeError, UnicodeDecodeError)

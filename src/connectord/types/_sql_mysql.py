@@ -20,6 +20,7 @@ from connectord.types._sql_common import (
     Deadline,
     Dialect,
     SslMode,
+    bounded_probe_query,
     capabilities,
     ms_since,
     network_error,
@@ -131,9 +132,15 @@ async def _mysql_queries(conn: Any, config: SqlConfig, deadline: Deadline) -> di
             await deadline.run(step, cur.execute(sql))
             return list(await deadline.run(step, cur.fetchmany(MAX_PROBE_ROWS)) or [])
 
+    # The server stops the query at the deadline too (MariaDB: seconds; MySQL: ms, SELECT only).
+    seconds = max(0.001, deadline.left())
+    try:
+        await query(f"SET SESSION max_statement_time = {seconds:.3f}", "bounding the probe query")
+    except Exception:  # noqa: BLE001 - not MariaDB: MySQL's variable instead
+        await query(f"SET SESSION max_execution_time = {int(seconds * 1000)}", "bounding the probe query")
     # On a failure the connection is closed, which ends the transaction on the server.
     await query("START TRANSACTION READ ONLY", "starting a read-only transaction")
-    rows = await query(config.probe_query, "running the probe query")
+    rows = await query(bounded_probe_query(config.probe_query), "running the probe query")
     (version, database, user, read_only), *_ = await query(
         "SELECT VERSION(), DATABASE(), CURRENT_USER(), @@read_only", "reading server details"
     )

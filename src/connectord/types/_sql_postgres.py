@@ -19,6 +19,7 @@ from connectord.types._sql_common import (
     Deadline,
     Dialect,
     SslMode,
+    bounded_probe_query,
     capabilities,
     ms_since,
     network_error,
@@ -165,7 +166,12 @@ async def probe_postgres(ctx: ProbeContext, config: SqlConfig, target: Target) -
         start = time.perf_counter()
         try:
             async with conn.transaction(readonly=True):
-                rows = await deadline.run("running the probe query", conn.fetch(config.probe_query))
+                # The server stops the query at the deadline too, not only our side.
+                timeout_ms = max(1, int(deadline.left() * 1000))
+                await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                rows = await deadline.run(
+                    "running the probe query", conn.fetch(bounded_probe_query(config.probe_query))
+                )
                 row = await deadline.run("reading server details", conn.fetchrow(_PG_INFO))
         except ProbeError:
             raise

@@ -43,6 +43,7 @@ from connectord.types._sql_common import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PORTS,
     MAX_PROBE_ROWS,
+    MAX_PROBE_VALUE_BYTES,
     Dialect,
     SslMode,
     capabilities,
@@ -260,6 +261,8 @@ def _sqlite_run(path: str, probe_query: str, seconds: float) -> dict[str, Any]:
     try:
         # A non-zero return aborts the statement (SQLITE_INTERRUPT): the time bound.
         conn.set_progress_handler(lambda: int(time.monotonic() > end), 1000)
+        # SQLite runs in this process: a randomblob(1000000000) must not allocate a GB here.
+        conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_PROBE_VALUE_BYTES)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("BEGIN")
         rows = conn.execute(probe_query).fetchmany(MAX_PROBE_ROWS)
@@ -336,6 +339,11 @@ def map_sqlite_error(exc: BaseException) -> ProbeError:
     if kind is None:
         return network_error(exc, "SQLite") or ProbeError(
             _E.INTERNAL, f"the SQLite probe failed ({type(exc).__name__})"
+        )
+    if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_TOOBIG:
+        return ProbeError(
+            _E.INVALID_CONFIG,
+            f"a value of the probe query exceeds the bound of {MAX_PROBE_VALUE_BYTES} bytes",
         )
     if kind is _E.INVALID_CONFIG:
         return ProbeError(kind, f"the probe query failed: {summary(exc)}")
