@@ -45,6 +45,7 @@ class ProbeRunner:
         self.settings = settings
         self.egress = egress
         self.observers: list[TestObserver] = []
+        self._loaded: set[str] = set()
 
     async def run(
         self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
@@ -61,9 +62,17 @@ class ProbeRunner:
             observe(type_name, result)
         return result, capabilities
 
+    async def load_drivers(self, type_name: str) -> None:
+        """Import a type's drivers in a thread, once: the first test's latency then measures
+        the test, not the import (mcp: about half a second), and the loop never waits on it."""
+        if type_name not in self._loaded:
+            await asyncio.to_thread(self.registry.load_drivers, type_name)
+            self._loaded.add(type_name)
+
     async def _probe(
         self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
     ) -> tuple[TestResult, list[str] | None]:
+        await self.load_drivers(type_name)
         tested_at = utcnow()
         start = time.perf_counter()
         timeout = self.settings.probe_timeout

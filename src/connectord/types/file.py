@@ -26,7 +26,13 @@ from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types._aws import aws_config, botocore_error_kind, checked_resolver, map_botocore_error
+from connectord.types._aws import (
+    aws_config,
+    aws_session,
+    botocore_error_kind,
+    checked_resolver,
+    map_botocore_error,
+)
 from connectord.types._net import reveal, timed
 from connectord.types.endpoint import EndpointRule
 
@@ -168,6 +174,7 @@ async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[
     anonymous = not config.access_key_id
     fs = S3FileSystem(
         asynchronous=True,
+        session=await aws_session("s3"),
         skip_instance_cache=True,
         use_listings_cache=False,
         anon=anonymous,  # never the server's own credentials

@@ -31,6 +31,7 @@ from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import scrub_text
+from connectord.types._net import tls_context
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
@@ -202,14 +203,6 @@ def _pinned_transport_class() -> Any:  # built on first use: httpx2 comes with t
             await self._inner.aclose()
 
     return PinnedTransport
-
-
-def _ssl_context(config: McpConfig) -> ssl.SSLContext:
-    ctx = ssl.create_default_context(cadata=config.ca_pem) if config.ca_pem else ssl.create_default_context()
-    if not config.tls_verify:
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
-    return ctx
 
 
 def _parse_url(endpoint: str | None) -> tuple[str, str, int]:
@@ -456,7 +449,9 @@ class McpType(ConnectorType):
             raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s (resolving)") from exc
         phases["resolve_ms"] = _ms(start)
         transport = _pinned_transport_class()(
-            ctx.egress, {(host, port): destinations[0].address}, _ssl_context(config)
+            ctx.egress,
+            {(host, port): destinations[0].address},
+            tls_context(config.tls_verify, config.ca_pem, ("http/1.1",)),
         )
         try:
             async with asyncio.timeout_at(deadline), _refused_other_origin():

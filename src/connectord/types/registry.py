@@ -54,6 +54,8 @@ class Driver:
     modules: tuple[str, ...]
     #: What installs the modules: a pip command, or what the server needs.
     install: str
+    #: Further modules the probe imports when it runs (loaded ahead: :meth:`TypeRegistry.load_drivers`).
+    preload: tuple[str, ...] = ()
 
     def installed(self) -> bool:
         """Whether every module can be imported (looked up, not imported)."""
@@ -74,20 +76,40 @@ def _extra(name: str) -> str:
 
 
 DRIVERS: tuple[Driver, ...] = (
-    Driver("file", "s3", ("s3fs", "aiobotocore", "botocore"), _core("s3fs")),
+    Driver(
+        "file",
+        "s3",
+        ("s3fs", "aiobotocore", "botocore"),
+        _core("s3fs"),
+        ("aiobotocore.session", "aiobotocore.config", "botocore.exceptions"),
+    ),
     Driver("file", "local", ("fsspec",), _core("fsspec")),
-    Driver("http", "http", ("aiohttp",), _core("aiohttp")),
-    Driver("mcp", "mcp", ("mcp", "mcp_types", "httpx2"), _core("mcp")),
+    Driver("http", "http", ("aiohttp",), _core("aiohttp"), ("yarl", "multidict")),
+    Driver(
+        "mcp",
+        "mcp",
+        ("mcp", "mcp_types", "httpx2"),
+        _core("mcp"),
+        ("mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions", "anyio"),
+    ),
     Driver("serverless", "http", ("aiohttp",), _core("aiohttp")),
-    Driver("serverless", "aws_lambda", ("aiobotocore", "botocore"), _core("aiobotocore")),
-    Driver("sql", "postgresql", ("asyncpg",), _core("asyncpg")),
+    Driver(
+        "serverless",
+        "aws_lambda",
+        ("aiobotocore", "botocore"),
+        _core("aiobotocore"),
+        ("aiobotocore.session", "aiobotocore.config", "botocore.exceptions"),
+    ),
+    Driver("sql", "postgresql", ("asyncpg",), _core("asyncpg"), ("asyncpg.exceptions",)),
     Driver("sql", "mysql", ("asyncmy",), _core("asyncmy")),
     Driver("sql", "sqlite", ("sqlite3",), "a Python built with sqlite3"),
-    Driver("stream", "kafka", ("aiokafka",), _core("aiokafka")),
-    Driver("stream", "nats", ("nats",), _core("nats-py")),
+    Driver(
+        "stream", "kafka", ("aiokafka",), _core("aiokafka"), ("aiokafka.conn", "aiokafka.protocol.metadata")
+    ),
+    Driver("stream", "nats", ("nats",), _core("nats-py"), ("nats.aio.client", "nats.js.errors")),
     Driver("stream", "amqp", ("aio_pika", "aiormq"), _core("aio-pika")),
     Driver("stream", "mqtt", ("aiomqtt", "paho"), _core("aiomqtt")),
-    Driver("stream", "redis", ("redis",), _core("redis")),
+    Driver("stream", "redis", ("redis",), _core("redis"), ("redis.asyncio",)),
     Driver("vector", "pgvector", ("asyncpg",), _core("asyncpg")),
     Driver("vector", "chroma", ("aiohttp",), _core("aiohttp")),
     Driver("vector", "qdrant", ("aiohttp",), _core("aiohttp")),
@@ -151,6 +173,17 @@ class TypeRegistry:
     def drivers(self, name: str) -> list[Driver]:
         """The built-in providers of a type (none for a plugin type)."""
         return [d for d in DRIVERS if d.connector_type == name]
+
+    def load_drivers(self, name: str) -> None:
+        """Import what the probes of type ``name`` import (blocking: run it in a thread), so a
+        test never times a driver's import, nor blocks the event loop with it. A missing
+        module is left for the probe to report."""
+        for driver in self.drivers(name):
+            for module in (*driver.modules, *driver.preload):
+                try:
+                    importlib.import_module(module)
+                except ImportError:
+                    continue
 
     def describe(self, ctype: ConnectorType) -> dict[str, Any]:
         """A type's public description with its providers' ``drivers`` (installed or not)."""

@@ -18,7 +18,7 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability
-from connectord.types._aws import aws_config, checked_resolver, map_botocore_error
+from connectord.types._aws import aws_config, aws_session, checked_resolver, map_botocore_error
 from connectord.types._checked_http import CheckedHttp, EgressResolver, map_aiohttp_error, status_error
 from connectord.types._net import CaPem, aiohttp_error_kind, parse_http_url, reveal, timed
 from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeOutcome
@@ -170,11 +170,10 @@ async def _probe_http_function(ctx: ProbeContext, config: ServerlessConfig) -> P
 
 async def _probe_lambda(ctx: ProbeContext, config: ServerlessConfig) -> ProbeOutcome:
     from aiobotocore.config import AioConfig
-    from aiobotocore.session import AioSession
 
     phases: dict[str, float] = {}
     resolver = await checked_resolver(ctx, config.endpoint_url, phases)
-    session = AioSession()
+    session = await aws_session("lambda")
     client_args: dict[str, Any] = {
         "region_name": config.region,
         "endpoint_url": config.endpoint_url,
