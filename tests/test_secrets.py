@@ -26,6 +26,7 @@ from connectord import (
 )
 from connectord.admin import Admin
 from connectord.egress import EgressPolicy
+from connectord.redaction import scrub_text
 from connectord.secrets import (
     KEY_FILE_NAME,
     Ciphertext,
@@ -33,7 +34,6 @@ from connectord.secrets import (
     generate_key,
     leaf_values,
     overlay,
-    redact,
     secret_paths,
     split_secrets,
 )
@@ -437,7 +437,7 @@ def test_secret_tree_helpers() -> None:
         "a": {"c": 2},
         "e": None,
     }
-    assert redact("user pw-long and pw-longer; ab", ["pw-long", "pw-longer", "ab"]) == (
+    assert scrub_text("user pw-long and pw-longer; ab", ["pw-long", "pw-longer", "ab"]) == (
         "user [redacted] and [redacted]; ab"
     )
 

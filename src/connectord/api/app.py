@@ -19,6 +19,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from connectord.admin import Admin
+from connectord.api.docs_pages import add_docs
 from connectord.api.limits import TestLimiter
 from connectord.api.metrics import Metrics
 from connectord.api.middleware import RequestMiddleware
@@ -116,7 +117,7 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
         summary="A multi-tenant connector registry that really tests each connector.",
         lifespan=lifespan,
         openapi_url="/openapi.json",
-        docs_url="/docs",
+        docs_url=None,  # served offline: docs_pages
         redoc_url=None,
         # A redirect from /connectors/ to /connectors would answer a get-by-id with a list.
         redirect_slashes=False,
@@ -130,6 +131,7 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     # ~0.1 ms per request, and the router tries routes in order.
     for module in (connectors, meta, tenants):
         app.router.routes.extend(module.router.routes)
+    add_docs(app, "/openapi.json")
     app.add_exception_handler(ConnectordError, _on_core_error)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(HTTPException, _on_http_error)
