@@ -64,6 +64,18 @@ class Settings(BaseSettings):
         default=600, ge=1, description="Connector tests a tenant may start per minute."
     )
     test_concurrency: int = Field(default=16, ge=1, description="Connector tests a tenant may run at once.")
+    header_timeout: float = Field(
+        default=10.0, gt=0, description="Seconds a client has to send a request's headers (then 408)."
+    )
+    body_timeout: float = Field(
+        default=30.0, gt=0, description="Seconds a client has to send a request's body (then 408)."
+    )
+    keep_alive_timeout: int = Field(
+        default=5, ge=1, description="Seconds an idle keep-alive connection stays open."
+    )
+    max_connections: int = Field(
+        default=1000, ge=1, description="Open connections per worker; more are answered 503 and closed."
+    )
 
     @field_validator("egress_allow", "file_roots", mode="before")
     @classmethod
