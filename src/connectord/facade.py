@@ -414,7 +414,9 @@ class ConnectorsFacade:
 
     async def _probe_info(self, info: ConnectorInfo) -> tuple[TestResult, list[str] | None]:
         secrets = await self._open_secrets(info)
-        result, capabilities = await self.runner.run(info.connector_type, info.endpoint, info.config, secrets)
+        result, capabilities = await self.runner.run(
+            info.connector_type, info.endpoint, info.config, secrets, info.tenant_id
+        )
         result.connector_id = info.id
         return result, capabilities
 
@@ -489,7 +491,7 @@ class ConnectorsFacade:
         """Test an unsaved definition: validated like a registration, nothing stored but the audit event."""
         store = await self._store(tenant_id)
         info, secrets = self._build(tenant_id, name, connector_type, endpoint, config, metadata)
-        result, _ = await self.runner.run(info.connector_type, info.endpoint, info.config, secrets)
+        result, _ = await self.runner.run(info.connector_type, info.endpoint, info.config, secrets, tenant_id)
         await store.append_audit(
             self._audit(tenant_id, actor, "connector.test_unsaved", None, _test_audit(result))
         )

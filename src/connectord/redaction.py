@@ -3,15 +3,17 @@
 Two mechanisms, both structural rather than one spelling matched:
 
 - :func:`redact_url` drops a URL's user information and masks the value of
-  every query parameter that holds a credential, by *name* (the names a probe
-  knows it sent a secret in, and the credential-shaped names of
-  :data:`CREDENTIAL_PARAMETERS`), whatever the value's encoding.
-- :func:`scrub_text` and :func:`scrub` replace every secret value in every
-  encoding a probe sends it in: raw, percent-encoded (``quote``, ``quote_plus``
-  and yarl's query encoding), JSON-escaped, base64; and any base64 token whose
-  decoded bytes hold a secret (``Basic dTpwdw==`` carries ``user:password``, and
-  the user name is not known here). A server echoing a header back into
-  ``Server`` or ``Content-Type`` thus shows ``[redacted]``.
+  every query (and fragment) parameter that holds a credential, by *name*: the
+  names a probe knows it sent a secret in, :data:`CREDENTIAL_PARAMETERS` and
+  any credential-shaped name (``refresh_token``, ``X-Goog-Signature``...),
+  whatever the value's encoding.
+- :class:`Scrubber` (and :func:`scrub_text`, :func:`scrub`) replaces every
+  secret value in every encoding a probe sends it in: raw, percent-encoded
+  (``quote``, ``quote_plus``, yarl's query and path forms; escapes matched in
+  either case, as servers re-encode them), JSON-escaped; and any base64 run
+  that carries a secret at any byte offset (``Basic base64(user:password)``
+  without knowing the user) or decodes to one. A server echoing a header back
+  into ``Server`` or ``Content-Type`` thus shows ``[redacted]``.
 
 The probe runner scrubs every result (message and ``details``) before it is
 returned or stored; probes use these too for the URLs they report.
@@ -53,35 +55,68 @@ CREDENTIAL_PARAMETERS = frozenset(
 )
 #: Shorter values are not masked: masking "a" would blank every text.
 MIN_SECRET = 3
-_BASE64_TOKEN = re.compile(r"[A-Za-z0-9+/_-]{8,}={0,2}")
+# A name containing one of these is masked in a reported URL too (over-masking costs nothing there).
+_CREDENTIAL_SHAPE = re.compile(r"token|secret|passw|signature|credential|api[-_]?key", re.IGNORECASE)
+_PAIR_SEPARATOR = re.compile(r"([&;])")
+_PERCENT_ESCAPE = re.compile(r"(%[0-9A-Fa-f]{2})")
+_BASE64_RUN = re.compile(r"[A-Za-z0-9+/_-]{4,}={0,2}")
+_TO_URLSAFE = str.maketrans("+/", "-_")
+# A base64 fragment shorter than this (36 bits) could turn up by chance in an unrelated token.
+_MIN_BASE64_CORE = 6
 
 
 def redact_url(url: str, secret_parameters: Iterable[str] = ()) -> str:
-    """``url`` without user information, the values of credential parameters masked."""
+    """``url`` without user information, the values of credential parameters masked.
+
+    ``secret_parameters`` names the parameters the caller put a secret in (compared
+    case-insensitively, after percent-decoding); an unparseable URL is masked whole.
+    """
     try:
         parts = urlsplit(url)
     except ValueError:
         return MASK
-    names = CREDENTIAL_PARAMETERS | {n.lower() for n in secret_parameters}
+    names = set(secret_parameters)
     netloc = parts.netloc.rpartition("@")[2]
-    query = "&".join(_masked(item, names) for item in parts.query.split("&")) if parts.query else ""
-    return urlunsplit(parts._replace(netloc=netloc, query=query))
+    # OAuth's implicit flow puts access_token in the fragment.
+    fragment = _masked_pairs(parts.fragment, names) if "=" in parts.fragment else parts.fragment
+    return urlunsplit(
+        parts._replace(netloc=netloc, query=_masked_pairs(parts.query, names), fragment=fragment)
+    )
 
 
-def _masked(item: str, names: frozenset[str] | set[str]) -> str:
+def is_credential_parameter(name: str, secret_parameters: Iterable[str] = ()) -> bool:
+    """True for a parameter name that holds a credential (percent-decoded, any case)."""
+    lowered = unquote_plus(name).lower()
+    return (
+        lowered in CREDENTIAL_PARAMETERS
+        or lowered in {n.lower() for n in secret_parameters}
+        or bool(_CREDENTIAL_SHAPE.search(lowered))
+    )
+
+
+def _masked_pairs(query: str, names: set[str]) -> str:
+    items = _PAIR_SEPARATOR.split(query)
+    return "".join(_masked(item, names) for item in items)
+
+
+def _masked(item: str, names: set[str]) -> str:
     name, sep, _ = item.partition("=")
-    return f"{name}={MASK}" if sep and unquote_plus(name).lower() in names else item
+    return f"{name}={MASK}" if sep and is_credential_parameter(name, names) else item
 
 
 def encodings(value: str) -> set[str]:
     """The spellings of a secret a probe may have sent: raw, percent-encoded, JSON, base64."""
+    from yarl import URL  # aiohttp's URL type: how the http probe encodes what it sends
+
     forms = {
         value,
         quote(value, safe=""),
         quote(value),
         quote_plus(value),
-        _yarl_query_value(value),
+        URL.build(query={"k": value}).raw_query_string.removeprefix("k="),
+        URL.build(path="/" + value).raw_path.removeprefix("/"),
         json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
         base64.b64encode(value.encode()).decode(),
         base64.urlsafe_b64encode(value.encode()).decode(),
     }
@@ -89,10 +124,31 @@ def encodings(value: str) -> set[str]:
     return {f for f in forms if len(f) >= MIN_SECRET}
 
 
-def _yarl_query_value(value: str) -> str:
-    from yarl import URL  # aiohttp's URL type: how the http probe encodes query values
+def _pattern(form: str) -> str:
+    """A regex for ``form`` whose percent escapes match in either case (``%2F``, ``%2f``)."""
+    pieces = _PERCENT_ESCAPE.split(form)
+    return "".join(
+        "%" + "".join(f"[{c.upper()}{c.lower()}]" if c.isalpha() else c for c in piece[1:])
+        if _PERCENT_ESCAPE.fullmatch(piece)
+        else re.escape(piece)
+        for piece in pieces
+    )
 
-    return URL.build(query={"k": value}).raw_query_string.removeprefix("k=")
+
+def _base64_cores(data: bytes) -> set[str]:
+    """The base64 characters of ``data`` that are the same wherever it sits in a longer
+    encoded text: one spelling per byte offset modulo 3, per alphabet.
+
+    The characters that also hold bits of the bytes before or after are left out.
+    """
+    cores: set[str] = set()
+    for shift in range(3):
+        chars = base64.b64encode(bytes(shift) + data).decode()
+        first = -(-8 * shift // 6)  # ceil: the first character with none of the shift's bits
+        core = chars[first : 8 * (shift + len(data)) // 6]
+        if len(core) >= _MIN_BASE64_CORE:
+            cores |= {core, core.translate(_TO_URLSAFE)}
+    return cores
 
 
 class Scrubber:
@@ -100,27 +156,31 @@ class Scrubber:
 
     def __init__(self, secret_values: Iterable[str]) -> None:
         values = {v for v in secret_values if len(v) >= MIN_SECRET}
-        self._raw = [v.encode() for v in values]
-        self._forms = sorted({f for v in values for f in encodings(v)}, key=len, reverse=True)
+        forms = sorted({f for v in values for f in encodings(v)}, key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(_pattern, forms))) if forms else None
+        # What a probe puts inside base64: the value, or its form-encoding (OAuth client Basic).
+        inner = {v.encode() for v in values} | {quote(v, safe="").encode() for v in values}
+        self._inner = sorted(inner, key=len, reverse=True)
+        self._cores = sorted({c for raw in inner for c in _base64_cores(raw)}, key=len, reverse=True)
 
     def text(self, text: str) -> str:
         """``text`` with every secret replaced by :data:`MASK`."""
-        if not self._forms:
+        if self._pattern is None:
             return text
-        for form in self._forms:
-            if form in text:
-                text = text.replace(form, MASK)
-        return _BASE64_TOKEN.sub(self._decoded_token, text)
+        return _BASE64_RUN.sub(self._base64_run, self._pattern.sub(MASK, text))
 
-    def _decoded_token(self, match: re.Match[str]) -> str:
+    def _base64_run(self, match: re.Match[str]) -> str:
         token = match.group(0)
+        if any(core in token for core in self._cores):
+            return MASK
+        # Secrets too short for a safe core: decode the whole run instead.
         padded = token + "=" * (-len(token) % 4)
         for decode in (base64.b64decode, base64.urlsafe_b64decode):
             try:
                 decoded = decode(padded)
             except (binascii.Error, ValueError):
                 continue
-            if any(raw in decoded for raw in self._raw):
+            if any(raw in decoded for raw in self._inner):
                 return MASK
         return token
 

@@ -18,7 +18,7 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from connectord.egress import EgressPolicy
+from connectord.egress import EgressPolicy, tenant_roots
 from connectord.errors import ProbeError, ValidationError
 from connectord.model import ErrorKind, TestResult, utcnow
 from connectord.redaction import Scrubber
@@ -48,11 +48,16 @@ class ProbeRunner:
         self._loaded: set[str] = set()
 
     async def run(
-        self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
+        self,
+        type_name: str,
+        endpoint: str | None,
+        public: Mapping[str, Any],
+        secrets: SecretTree,
+        tenant_id: str | None = None,
     ) -> tuple[TestResult, list[str] | None]:
-        """Test one definition: the result (``connector_id`` empty) and, when the probe
-        learned them, the capabilities it found."""
-        result, capabilities = await self._probe(type_name, endpoint, public, secrets)
+        """Test one definition of a tenant: the result (``connector_id`` empty) and, when
+        the probe learned them, the capabilities it found. The tenant picks its file roots."""
+        result, capabilities = await self._probe(type_name, endpoint, public, secrets, tenant_id)
         # Every result, success or failure, before anyone sees or stores it: a server may
         # echo a credential back into a header the probe reports (docs/security.md).
         scrubber = Scrubber(leaf_values(secrets))
@@ -70,7 +75,12 @@ class ProbeRunner:
             self._loaded.add(type_name)
 
     async def _probe(
-        self, type_name: str, endpoint: str | None, public: Mapping[str, Any], secrets: SecretTree
+        self,
+        type_name: str,
+        endpoint: str | None,
+        public: Mapping[str, Any],
+        secrets: SecretTree,
+        tenant_id: str | None,
     ) -> tuple[TestResult, list[str] | None]:
         await self.load_drivers(type_name)
         tested_at = utcnow()
@@ -81,7 +91,7 @@ class ProbeRunner:
             config = check_config(ctype, overlay(public, secrets))
             timeout = min(config.timeout or self.settings.probe_timeout, self.settings.probe_timeout_max)
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                outcome = await ctype.probe(self._context(endpoint, config, timeout))
+                outcome = await ctype.probe(self._context(endpoint, config, timeout, tenant_id))
         except ProbeError as exc:
             return _failure(exc.kind, exc.message, start, tested_at, exc.details), None
         except ModuleNotFoundError as exc:  # a driver not installed: name the command that installs it
@@ -107,13 +117,16 @@ class ProbeRunner:
         latency = round((time.perf_counter() - start) * 1000)
         return TestResult(True, "", latency, None, outcome.details, tested_at), outcome.capabilities
 
-    def _context(self, endpoint: str | None, config: ConnectorConfig, timeout: float) -> ProbeContext:
+    def _context(
+        self, endpoint: str | None, config: ConnectorConfig, timeout: float, tenant_id: str | None
+    ) -> ProbeContext:
         return ProbeContext(
             endpoint=endpoint,
             config=config,
             timeout=timeout,
             egress=self.egress,
-            file_roots=tuple(str(p) for p in self.settings.file_roots),
+            file_roots=tenant_roots((str(p) for p in self.settings.file_roots), tenant_id),
+            file_denied=(str(self.settings.data_dir),),
         )
 
 

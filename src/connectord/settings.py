@@ -48,7 +48,8 @@ class Settings(BaseSettings):
     )
     file_roots: Annotated[list[Path], NoDecode] = Field(
         default_factory=list,
-        description="Local folders that file and SQLite connectors may use (comma-separated).",
+        description="Local folders that file and SQLite connectors may use (comma-separated); "
+        "{tenant} in a root is replaced by the tenant's id, giving each tenant its own.",
     )
     probe_timeout: float = Field(default=10.0, gt=0, description="Default probe timeout in seconds.")
     probe_timeout_max: float = Field(
@@ -111,3 +112,12 @@ class Settings(BaseSettings):
             )
         if self.probe_timeout > self.probe_timeout_max:
             raise ConfigurationError("CONNECTORD_PROBE_TIMEOUT exceeds CONNECTORD_PROBE_TIMEOUT_MAX")
+        data = self.data_dir.resolve()
+        for root in self.file_roots:
+            # The part before {tenant}: every tenant's root lies under it.
+            fixed = Path(str(root).split("{tenant}", 1)[0] or "/").resolve()
+            if data == fixed or fixed in data.parents:
+                raise ConfigurationError(
+                    f"CONNECTORD_FILE_ROOTS: {root} holds the data directory; "
+                    "tenants' file connectors would reach the store and the key file"
+                )

@@ -83,6 +83,12 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         print(
             "note: CONNECTORD_EGRESS_ALLOW opens loopback: connector tests may reach this machine's services"
         )
+    shared = [str(r) for r in settings.file_roots if "{tenant}" not in str(r)]
+    if shared:
+        print(
+            f"note: CONNECTORD_FILE_ROOTS {', '.join(shared)} are shared by every tenant; "
+            "put {tenant} in a root to give each tenant its own"
+        )
     print(flush=True)
     _export(settings)
     uvicorn.run(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import weakref
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connectord.model import ErrorKind
@@ -59,52 +60,36 @@ async def checked_resolver(
     return EgressResolver(ctx.egress, known)
 
 
-_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, tuple[Any, set[str], asyncio.Lock]] = (
-    weakref.WeakKeyDictionary()
-)
-# What botocore reads from its data files when it makes a client: parsed JSON, tens of ms
-# each, cached by the session's loader once read.
-_SERVICE_FILES = ("service-2", "endpoint-rule-set-1", "paginators-1", "waiters-2")
-_SHARED_FILES = ("endpoints", "partitions", "sdk-default-configuration", "_retry")
+@dataclass
+class _LoopSession:
+    session: Any = None
+    loaded: set[str] = field(default_factory=set)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+_SESSIONS: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _LoopSession] = weakref.WeakKeyDictionary()
 
 
 async def aws_session(service: str) -> Any:
-    """The event loop's one ``AioSession``, with ``service``'s model already loaded.
+    """The event loop's one ``AioSession``, with ``service``'s data files already read.
 
     botocore parses its JSON data files when a session makes its first client, on
     the calling thread: with a fresh session per test, 16 parallel S3 tests held the
-    event loop for seconds. The session is shared (its loader caches what it read)
-    and the files are read in a thread, once per service.
+    event loop for seconds. The session is shared (its loader caches what it read),
+    made and warmed in a thread (aiobotocore's ``warm_up_loader_caches``), once per
+    service; the lock keeps a first burst of tests from each doing it.
     """
     from aiobotocore.session import AioSession
 
-    loop = asyncio.get_running_loop()
-    found = _SESSIONS.get(loop)
-    if found is None:
-        found = _SESSIONS[loop] = (await asyncio.to_thread(AioSession), set(), asyncio.Lock())
-    session, loaded, lock = found
-    if service not in loaded:
-        async with lock:
-            if service not in loaded:
-                await asyncio.to_thread(_load_data_files, session, service)
-                loaded.add(service)
-    return session
-
-
-def _load_data_files(session: Any, service: str) -> None:
-    from botocore.exceptions import DataNotFoundError
-
-    loader = session.get_component("data_loader")
-    for name in _SHARED_FILES:
-        try:
-            loader.load_data(name)
-        except DataNotFoundError:
-            continue
-    for type_name in _SERVICE_FILES:
-        try:
-            loader.load_service_model(service, type_name)
-        except DataNotFoundError:
-            continue
+    entry = _SESSIONS.setdefault(asyncio.get_running_loop(), _LoopSession())
+    if entry.session is None or service not in entry.loaded:
+        async with entry.lock:
+            if entry.session is None:
+                entry.session = await asyncio.to_thread(AioSession)
+            if service not in entry.loaded:
+                await asyncio.to_thread(entry.session.warm_up_loader_caches, service)
+                entry.loaded.add(service)
+    return entry.session
 
 
 def aws_config(timeout: float, resolver: EgressResolver) -> dict[str, Any]:

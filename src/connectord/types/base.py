@@ -50,7 +50,10 @@ class ProbeContext:
     config: ConnectorConfig
     timeout: float
     egress: EgressPolicy
+    #: The folders file probes may read (the tenant's, already resolved).
     file_roots: tuple[str, ...] = ()
+    #: Folders never served even inside a root (the server's data directory).
+    file_denied: tuple[str, ...] = ()
     options: dict[str, Any] = field(default_factory=dict)
 
 

@@ -24,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
+from connectord.egress import path_in_roots
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._aws import (
@@ -217,7 +218,7 @@ async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[
 # --- local folders -------------------------------------------------------------------
 
 
-def local_folder(endpoint: str, roots: tuple[str, ...]) -> str:
+def local_folder(endpoint: str, roots: tuple[str, ...], denied: tuple[str, ...] = ()) -> str:
     """The real path of a ``file://`` folder inside a configured root.
 
     Outside every root (also through ``..`` or a symlink) is ``egress_denied``,
@@ -229,22 +230,12 @@ def local_folder(endpoint: str, roots: tuple[str, ...]) -> str:
     path = unquote(parts.path)
     if not os.path.isabs(path):
         raise ProbeError(ErrorKind.INVALID_CONFIG, "a local endpoint's path must be absolute")
-    if not roots:
-        raise ProbeError(
-            ErrorKind.EGRESS_DENIED, "file policy: no file roots are configured (CONNECTORD_FILE_ROOTS)"
-        )
-    real = os.path.realpath(path)
-    if not any(os.path.commonpath([real, root]) == root for root in map(os.path.realpath, roots)):
-        raise ProbeError(
-            ErrorKind.EGRESS_DENIED,
-            "file policy: the path is outside the configured file roots (CONNECTORD_FILE_ROOTS)",
-        )
-    return real
+    return path_in_roots(path, roots, denied)
 
 
 async def _probe_local(ctx: ProbeContext, write: bool) -> dict[str, Any]:
     assert ctx.endpoint is not None
-    folder = local_folder(ctx.endpoint, ctx.file_roots)
+    folder = local_folder(ctx.endpoint, ctx.file_roots, ctx.file_denied)
     phases: dict[str, float] = {}
     try:
         async with asyncio.timeout(ctx.timeout):

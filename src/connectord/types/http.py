@@ -30,7 +30,7 @@ from pydantic import SecretStr
 from connectord.egress import parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.redaction import redact_url, scrub_text
+from connectord.redaction import redact_url, scrub, scrub_text
 from connectord.types._http_config import (
     HTTP_TOKEN,
     MAX_REDIRECTS,
@@ -266,6 +266,11 @@ class _Run:
         named = [auth.name] if isinstance(auth, ApiKeyAuth) and auth.location == "query" else []
         return self.scrub(redact_url(str(url), named))
 
+    def clean(self, details: dict[str, Any]) -> dict[str, Any]:
+        """``details`` scrubbed of every secret, including an access token fetched during the
+        run, which the runner never sees: a server may echo it into any header we report."""
+        return scrub(details, self.secrets)
+
     def details(self) -> dict[str, Any]:
         """What the run learned so far."""
         phases = dict(self.phases)
@@ -492,9 +497,10 @@ class HttpType(ConnectorType):
         token = _CURRENT.set(run)
         try:
             async with asyncio.timeout(budget), _session() as session:
-                return ProbeOutcome(details=await _exchange(run, session))
+                return ProbeOutcome(details=run.clean(await _exchange(run, session)))
         except ProbeError as exc:
-            raise ProbeError(exc.kind, run.scrub(exc.message), {**run.details(), **exc.details}) from None
+            details = run.clean({**run.details(), **exc.details})
+            raise ProbeError(exc.kind, run.scrub(exc.message), details) from None
         except TimeoutError:
             step = run.hops[-1].step() if run.hops else "starting"
             text = f"no answer from {run.where or 'the endpoint'} within {ctx.timeout:g} s ({step})"

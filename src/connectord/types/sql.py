@@ -37,6 +37,7 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, field_validator
 
+from connectord.egress import path_in_roots
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._sql_common import (
@@ -222,7 +223,7 @@ def resolve_target(endpoint: str | None, config: SqlConfig) -> Target:
 # --- SQLite ---------------------------------------------------------------------------
 
 
-def sqlite_path(raw: str | None, roots: tuple[str, ...]) -> str:
+def sqlite_path(raw: str | None, roots: tuple[str, ...], denied: tuple[str, ...] = ()) -> str:
     """The real path of a SQLite file inside a configured root.
 
     Outside every root (also through ``..`` or a symlink) is ``egress_denied``;
@@ -233,17 +234,7 @@ def sqlite_path(raw: str | None, roots: tuple[str, ...]) -> str:
         raise ProbeError(ErrorKind.INVALID_CONFIG, "the SQLite file path is required (sqlite:///path)")
     if not os.path.isabs(raw):
         raise ProbeError(ErrorKind.INVALID_CONFIG, "the SQLite file path must be absolute")
-    if not roots:
-        raise ProbeError(
-            ErrorKind.EGRESS_DENIED, "file policy: no file roots are configured (CONNECTORD_FILE_ROOTS)"
-        )
-    real = os.path.realpath(raw)
-    real_roots = [os.path.realpath(r) for r in roots]
-    if not any(os.path.commonpath([real, root]) == root for root in real_roots):
-        raise ProbeError(
-            ErrorKind.EGRESS_DENIED,
-            "file policy: the path is outside the configured file roots (CONNECTORD_FILE_ROOTS)",
-        )
+    real = path_in_roots(raw, roots, denied)
     try:
         mode = os.stat(real).st_mode
     except FileNotFoundError as exc:
@@ -274,7 +265,7 @@ def _sqlite_run(path: str, probe_query: str, seconds: float) -> dict[str, Any]:
 
 
 async def _probe_sqlite(ctx: ProbeContext, config: SqlConfig, target: Target) -> ProbeOutcome:
-    path = sqlite_path(target.database, ctx.file_roots)
+    path = sqlite_path(target.database, ctx.file_roots, ctx.file_denied)
     start = time.perf_counter()
     try:
         found = await asyncio.wait_for(
