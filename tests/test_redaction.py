@@ -25,7 +25,6 @@ import pytest
 from connectord.admin import Admin
 from connectord.facade import ConnectorsFacade
 from connectord.redaction import MASK, encodings, redact_url, scrub, scrub_text
-from connectord.secrets import redact
 from connectord.settings import Settings
 
 KEY = "k/y+z=1 ä&Secret"  # yarl, quote() and quote_plus() spell it three ways
@@ -94,8 +93,8 @@ def test_short_secrets_in_basic_credentials_are_found_by_decoding() -> None:
     assert scrub_text(f"x=Basic {basic}", ["pw1"]) == f"x=Basic {MASK}"
 
 
-def test_the_secrets_module_redact_still_works() -> None:
-    assert redact(f"a {quote_plus(KEY)} b", [KEY]) == f"a {MASK} b"
+def test_a_plus_encoded_secret_is_scrubbed() -> None:
+    assert scrub_text(f"a {quote_plus(KEY)} b", [KEY]) == f"a {MASK} b"
 
 
 def test_details_are_scrubbed_everywhere() -> None:

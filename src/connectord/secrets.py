@@ -26,7 +26,6 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from pydantic import SecretStr
 
 from connectord.errors import ConfigurationError, SecretsError
-from connectord.redaction import scrub_text
 
 KEY_BYTES = 32
 NONCE_BYTES = 12
@@ -225,14 +224,6 @@ def secret_paths(tree: Mapping[str, Any], prefix: str = "") -> list[str]:
         else:
             paths.append(name)
     return sorted(paths)
-
-
-def redact(text: str, secret_values: Iterable[str]) -> str:
-    """Replace every secret value in a text, in every encoding (for driver messages).
-
-    Kept for callers; :func:`connectord.redaction.scrub_text` does the work.
-    """
-    return scrub_text(text, secret_values)
 
 
 def leaf_values(tree: Mapping[str, Any]) -> list[str]:
