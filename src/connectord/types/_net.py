@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -72,6 +73,67 @@ def tls_context(verify: bool, ca_pem: str | None, alpn: tuple[str, ...] = ()) ->
         ctx.verify_mode = ssl.CERT_NONE
     if alpn:
         ctx.set_alpn_protocols(list(alpn))
+    return ctx
+
+
+class PinnedNameContext(ssl.SSLContext):
+    """A client TLS context that verifies ``pinned_name`` whatever name the driver passes.
+
+    Drivers take one host argument and use it both to connect and as the TLS
+    name; we hand them the checked address, so the context puts the connector's
+    host name back into the handshake (SNI and the certificate check). The one
+    such context of every probe (SQL, streams).
+    """
+
+    pinned_name: str
+    #: Blocking sockets this context wrapped: paho leaves one open when its handshake fails.
+    wrapped: list[ssl.SSLSocket]
+
+    def wrap_bio(
+        self,
+        incoming: ssl.MemoryBIO,
+        outgoing: ssl.MemoryBIO,
+        server_side: bool = False,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLObject:
+        """Wrap for asyncio's TLS transport, with the pinned name."""
+        name = server_hostname if server_side else self.pinned_name
+        return super().wrap_bio(incoming, outgoing, server_side, name, session)
+
+    def wrap_socket(
+        self,
+        sock: socket.socket,
+        server_side: bool = False,
+        do_handshake_on_connect: bool = True,
+        suppress_ragged_eofs: bool = True,
+        server_hostname: str | bytes | None = None,
+        session: ssl.SSLSession | None = None,
+    ) -> ssl.SSLSocket:
+        """Wrap a blocking socket (paho-mqtt), with the pinned name."""
+        name = server_hostname if server_side else self.pinned_name
+        wrapped = super().wrap_socket(
+            sock, server_side, do_handshake_on_connect, suppress_ragged_eofs, name, session
+        )
+        self.wrapped.append(wrapped)
+        return wrapped
+
+
+def pinned_tls_context(host: str, verify: bool, ca_pem: str | None) -> PinnedNameContext:
+    """A client context for ``host``: the system CAs (or ``ca_pem``), verification as configured."""
+    ctx = PinnedNameContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.pinned_name = host
+    ctx.wrapped = []
+    try:
+        if ca_pem:
+            ctx.load_verify_locations(cadata=ca_pem)
+        else:
+            ctx.load_default_certs()
+    except (ssl.SSLError, ValueError) as exc:
+        raise ProbeError(ErrorKind.INVALID_CONFIG, "ca_pem holds no valid PEM certificate") from exc
+    if not verify:
+        ctx.check_hostname = False
+        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

@@ -14,6 +14,7 @@ from typing import TypeVar
 
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ProbeError
+from connectord.types._net import pinned_tls_context
 
 T = TypeVar("T")
 
@@ -63,41 +64,13 @@ DEFAULT_CAPABILITIES = (Capability.READ, Capability.WRITE, Capability.QUERY, Cap
 PARSE_ERRORS = (ValueError, IndexError, KeyError, EOFError, RuntimeError, UnicodeDecodeError)
 
 
-class _NamedTLSContext(ssl.SSLContext):
-    """A client context that verifies ``server_name`` whatever address the driver dialled.
-
-    Drivers pass the host they connected to as ``server_hostname``; we hand them
-    the checked IP address, so the name to verify (and send as SNI) is pinned here.
-    """
-
-    server_name: str
-
-    def wrap_bio(
-        self,
-        incoming: ssl.MemoryBIO,
-        outgoing: ssl.MemoryBIO,
-        server_side: bool = False,
-        server_hostname: str | bytes | None = None,
-        session: ssl.SSLSession | None = None,
-    ) -> ssl.SSLObject:
-        return super().wrap_bio(incoming, outgoing, server_side, self.server_name, session)
-
-
 def tls_context(mode: SslMode, server_name: str, ca_pem: str | None) -> ssl.SSLContext | None:
     """The TLS context for a mode (``None`` for disable). Never reads files: no client certs."""
     if mode is SslMode.DISABLE:
         return None
-    ctx = _NamedTLSContext(ssl.PROTOCOL_TLS_CLIENT)
-    ctx.server_name = server_name
+    # libpq's prefer and require encrypt without verifying.
+    ctx = pinned_tls_context(server_name, mode is SslMode.VERIFY_FULL, ca_pem)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
-    if mode is SslMode.VERIFY_FULL:
-        if ca_pem:
-            ctx.load_verify_locations(cadata=ca_pem)
-        else:
-            ctx.load_default_certs()
-    else:  # libpq's prefer and require encrypt without verifying
-        ctx.check_hostname = False
-        ctx.verify_mode = ssl.CERT_NONE
     return ctx
 
 

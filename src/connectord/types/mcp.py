@@ -31,7 +31,7 @@ from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import scrub_text
-from connectord.types._net import tls_context
+from connectord.types._net import CaPem, tls_context
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
@@ -84,7 +84,7 @@ class McpConfig(ConnectorConfig):
         default=None, description="Sent as 'Authorization: Bearer <token>' (write-only)."
     )
     tls_verify: bool = Field(default=True, description="Verify the server certificate and name (https).")
-    ca_pem: str | None = Field(
+    ca_pem: CaPem = Field(
         default=None, max_length=65536, description="Extra CA certificates (PEM text, not a path) to trust."
     )
 
@@ -120,13 +120,6 @@ class McpConfig(ConnectorConfig):
             text = item.get_secret_value() if isinstance(item, SecretStr) else item
             if len(text) > 8192 or any(c in text for c in "\r\n\x00"):
                 raise ValueError(f"the value of {name} must be one line of at most 8192 characters")
-        return value
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _pem_text(cls, value: str | None) -> str | None:
-        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
-            raise ValueError("must be PEM text (-----BEGIN CERTIFICATE-----), not a file path")
         return value
 
     @model_validator(mode="after")

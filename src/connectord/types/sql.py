@@ -40,6 +40,7 @@ from pydantic import Field, field_validator
 from connectord.egress import path_in_roots
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.types._net import CaPem
 from connectord.types._sql_common import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PORTS,
@@ -150,7 +151,7 @@ class SqlConfig(ConnectorConfig):
         description="TLS: disable, prefer (TLS if offered, unverified), require (TLS, unverified), "
         "verify-full (TLS, certificate and name verified). Not used by SQLite.",
     )
-    ca_pem: str | None = Field(
+    ca_pem: CaPem = Field(
         default=None,
         max_length=65536,
         description="CA certificates (PEM text, not a path) trusted for verify-full; default: system CAs.",
@@ -160,13 +161,6 @@ class SqlConfig(ConnectorConfig):
     @classmethod
     def _read_only_query(cls, value: str) -> str:
         return check_probe_query(value)
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _pem_text(cls, value: str | None) -> str | None:
-        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
-            raise ValueError("must be PEM text (-----BEGIN CERTIFICATE-----), not a file path")
-        return value
 
 
 @dataclass(frozen=True, slots=True)

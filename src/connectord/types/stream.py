@@ -24,12 +24,13 @@ from dataclasses import dataclass
 from typing import Any, ClassVar, Literal
 from urllib.parse import unquote, urlsplit
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.types._net import CaPem, PinnedNameContext, pinned_tls_context
 from connectord.types._stream_amqp import map_amqp_error, probe_amqp
-from connectord.types._stream_common import Call, PinnedNameContext, pinned_tls_context
+from connectord.types._stream_common import Call
 from connectord.types._stream_kafka import _kafka_log_filter as _kafka_log_filter  # tests check it
 from connectord.types._stream_kafka import map_kafka_error, probe_kafka
 from connectord.types._stream_mqtt import map_mqtt_error, probe_mqtt
@@ -118,14 +119,7 @@ class StreamConfig(ConnectorConfig):
     )
     tls: bool | None = Field(default=None, description="Use TLS (default: amqps, mqtts and rediss mean TLS).")
     tls_verify: bool = Field(default=True, description="Verify the server certificate and host name.")
-    ca_pem: str | None = Field(default=None, description="Extra CA certificates to trust, as PEM text.")
-
-    @field_validator("ca_pem")
-    @classmethod
-    def _pem_text(cls, value: str | None) -> str | None:
-        if value is not None and "-----BEGIN CERTIFICATE-----" not in value:
-            raise ValueError("must be PEM text (-----BEGIN CERTIFICATE-----...), not a file path")
-        return value
+    ca_pem: CaPem = Field(default=None, description="Extra CA certificates to trust, as PEM text.")
 
     @model_validator(mode="after")
     def _fits_protocol(self) -> StreamConfig:
