@@ -60,6 +60,6 @@ def test_an_unknown_name_is_an_attribute_error() -> None:
 
 
 def test_the_core_contract_names_are_public() -> None:
-    """DESIGN section 1: what a library user imports from ``connectord``."""
+    """What a library user imports from ``connectord`` (README, "Library quickstart")."""
     for name in ("get_connectors_facade", "ConnectorsFacade", "ConnectorInfo", "TestResult"):
         assert name in connectord.__all__

@@ -18,7 +18,7 @@ from connectord.admin import Admin
 from connectord.plugin import ENTRY_POINT_GROUP, ConnectorConfig, ConnectorType
 from connectord.types.registry import BUILTIN_TYPES, TypeRegistry
 
-# DESIGN section 2, "capabilities by default".
+# The default capabilities of each type (docs/api.md, "Connector types").
 DEFAULT_CAPABILITIES = {
     "http": ["read", "write", "query"],
     "sql": ["read", "write", "query", "transaction"],

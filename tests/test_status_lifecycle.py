@@ -1,4 +1,4 @@
-"""The status lifecycle (DESIGN section 3, ``docs/status-lifecycle.md``), on both backends."""
+"""The status lifecycle (``docs/status-lifecycle.md``), on both backends."""
 
 from __future__ import annotations
 

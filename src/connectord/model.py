@@ -69,7 +69,7 @@ class ErrorKind(enum.StrEnum):
 
 
 class Scope(enum.StrEnum):
-    """What an API key may do (DESIGN section 5). Stored and sent as the value."""
+    """What an API key may do (`docs/api.md`, "Authentication and scopes"). Stored and sent as the value."""
 
     READ = "connectors:read"
     WRITE = "connectors:write"

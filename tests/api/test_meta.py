@@ -14,7 +14,7 @@ from .conftest import Server, Tenant, assert_problem, register
 Names = Callable[[str], str]
 C = "/api/v1/connectors"
 
-#: DESIGN section 2: each built-in type and its default capabilities.
+#: Each built-in type and its default capabilities.
 BUILTIN_CAPABILITIES = {
     "http": {"read", "write", "query"},
     "sql": {"read", "write", "query", "transaction"},

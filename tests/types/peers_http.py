@@ -10,7 +10,7 @@
 - listeners that never answer (a full accept queue, or accepted and silent)
   and a closed port.
 
-Each server is a child process stopped by its PID. Recipes: ``shared/PEERS.md`` "http".
+Each server is a child process stopped by its PID. The recipes are the functions below.
 """
 
 from __future__ import annotations

