@@ -1,9 +1,9 @@
 """Real stream servers for the stream probe tests, started on free loopback ports.
 
 Each fixture starts its server once per session, waits until it answers, and
-stops exactly that process (by its PID) at the end. The servers already running on the machine (NATS 4222, RabbitMQ
-5672, Mosquitto 1883, Redis 6379) are used as they are, for the cases without
-a password.
+stops exactly that process (by its PID) at the end. The servers already running
+on the machine (NATS 4222, RabbitMQ 5672, Mosquitto 1883, Redis 6379) are used
+as they are, for the cases without a password.
 """
 
 from __future__ import annotations
