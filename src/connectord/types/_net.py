@@ -137,6 +137,15 @@ def pinned_tls_context(host: str, verify: bool, ca_pem: str | None) -> PinnedNam
     return ctx
 
 
+def tls_error(exc: BaseException) -> ProbeError | None:
+    """A TLS failure as a ``tls`` :class:`ProbeError` (the one mapping of every probe); else ``None``."""
+    if isinstance(exc, ssl.SSLCertVerificationError):
+        return ProbeError(ErrorKind.TLS, f"TLS certificate verification failed: {exc.verify_message}")
+    if isinstance(exc, ssl.SSLError):
+        return ProbeError(ErrorKind.TLS, f"TLS handshake failed: {getattr(exc, 'reason', None) or 'error'}")
+    return None
+
+
 def check_pem(value: str | None) -> str | None:
     """A ``ca_pem`` field validator body: CA certificates as PEM text that parses.
 

@@ -14,7 +14,7 @@ from typing import TypeVar
 
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ProbeError
-from connectord.types._net import pinned_tls_context
+from connectord.types._net import pinned_tls_context, tls_error
 
 T = TypeVar("T")
 
@@ -113,12 +113,9 @@ def network_error(exc: BaseException, server: str) -> ProbeError | None:
             return None
         if isinstance(seen, ProbeError):
             return seen
-        if isinstance(seen, ssl.SSLCertVerificationError):
-            return ProbeError(ErrorKind.TLS, f"TLS certificate verification failed: {seen.verify_message}")
-        if isinstance(seen, ssl.SSLError):
-            return ProbeError(
-                ErrorKind.TLS, f"TLS handshake failed: {getattr(seen, 'reason', None) or 'error'}"
-            )
+        tls = tls_error(seen)
+        if tls is not None:
+            return tls
         if isinstance(seen, TimeoutError):
             return ProbeError(ErrorKind.TIMEOUT, f"the {server} server did not answer in time")
         if isinstance(seen, ConnectionRefusedError):

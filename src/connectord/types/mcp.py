@@ -31,7 +31,7 @@ from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import scrub_text
-from connectord.types._net import CaPem, tls_context
+from connectord.types._net import CaPem, tls_context, tls_error
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
@@ -244,12 +244,9 @@ def _status_error(status: int) -> ProbeError:
 
 def _socket_error(exc: BaseException) -> ProbeError | None:
     for link in _chain(exc):
-        if isinstance(link, ssl.SSLCertVerificationError):
-            return ProbeError(ErrorKind.TLS, f"TLS certificate verification failed: {link.verify_message}")
-        if isinstance(link, ssl.SSLError):
-            return ProbeError(
-                ErrorKind.TLS, f"TLS handshake failed: {getattr(link, 'reason', None) or 'error'}"
-            )
+        tls = tls_error(link)
+        if tls is not None:
+            return tls
         if isinstance(link, ConnectionRefusedError):
             return ProbeError(ErrorKind.REFUSED, "connection refused: nothing listens there")
     return None
