@@ -8,7 +8,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,7 +50,9 @@ def run_cli(env: dict[str, str], *args: str) -> str:
 
 
 @contextmanager
-def serve(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[ServerProcess]:
+def serve(
+    data: Path, extra_env: dict[str, str] | None = None, preexec_fn: Callable[[], object] | None = None
+) -> Iterator[ServerProcess]:
     """Start ``connectord serve`` on SQLite in ``data`` and stop it by PID afterwards."""
     env = {k: v for k, v in os.environ.items() if k not in CLI_ENV}
     env |= {"CONNECTORD_DATA_DIR": str(data), "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8", **(extra_env or {})}
@@ -60,7 +62,11 @@ def serve(data: Path, extra_env: dict[str, str] | None = None) -> Iterator[Serve
     log = data / "serve.log"
     with log.open("w") as out:
         proc = subprocess.Popen(
-            [SCRIPT, "serve", "--port", str(port)], env=env, stdout=out, stderr=subprocess.STDOUT
+            [SCRIPT, "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            preexec_fn=preexec_fn,
         )
     url = f"http://127.0.0.1:{port}"
     try:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import ipaddress
 import os
+import resource
 import shlex
 
 import uvicorn
@@ -71,6 +72,32 @@ def _opens_loopback(allow: list[str]) -> bool:
     return any(n.version == lo.version and n.overlaps(lo) for n in nets for lo in loopback)
 
 
+def _connection_cap(wanted: int) -> int:
+    """``wanted``, or less if the descriptor limit cannot hold it: clients get at most half
+    the process's descriptors, the store, the logs and the probes' sockets the rest. At the
+    limit accept() fails and every request waits; below it the cap answers 503 at once.
+    The soft limit is raised first as far as the hard limit allows (as Go does)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    needed = 2 * wanted
+    if soft != resource.RLIM_INFINITY and soft < needed:
+        raised = needed if hard == resource.RLIM_INFINITY else min(needed, hard)
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (raised, hard))
+            soft = raised
+        except (OSError, ValueError):
+            pass  # refused (a sandbox's policy): live within the soft limit
+    if soft == resource.RLIM_INFINITY:
+        return wanted
+    return max(1, min(wanted, soft // 2))
+
+
+def _accept_batch() -> int:
+    """asyncio accepts up to ``backlog`` connections at a time, before any is turned away:
+    a quarter of the descriptors, so a burst does not take them past the limit."""
+    soft = resource.getrlimit(resource.RLIMIT_NOFILE)[0]
+    return 2048 if soft == resource.RLIM_INFINITY else max(16, min(2048, soft // 4))
+
+
 def serve(settings: Settings, *, demo: bool = False) -> None:
     """Run the API until interrupted; prints where it listens and how to get a key."""
     settings.check_safe()
@@ -89,6 +116,13 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
             f"note: CONNECTORD_FILE_ROOTS {', '.join(shared)} are shared by every tenant; "
             "put {tenant} in a root to give each tenant its own"
         )
+    cap = _connection_cap(settings.max_connections)
+    if cap < settings.max_connections:
+        print(
+            f"note: CONNECTORD_MAX_CONNECTIONS lowered to {cap}, half the descriptor limit "
+            f"(ulimit -n {resource.getrlimit(resource.RLIMIT_NOFILE)[0]})"
+        )
+        settings = settings.model_copy(update={"max_connections": cap})
     print(flush=True)
     _export(settings)
     uvicorn.run(
@@ -107,4 +141,5 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         access_log=False,
         log_config=None,
         server_header=False,
+        backlog=_accept_batch(),
     )
