@@ -173,7 +173,8 @@ def test_every_type_makes_a_real_attempt(
     plain_python: Path, http_site: str, mcp_url: str, moto: ServerProcess, tmp_path: Path
 ) -> None:
     settings = {
-        "data_dir": str(tmp_path / "data"),
+        # Beside the root, not in it: a root holding the data directory is refused.
+        "data_dir": str(tmp_path.with_name(tmp_path.name + "-data")),
         "egress_allow": ["127.0.0.0/8"],
         "file_roots": [str(tmp_path)],
     }

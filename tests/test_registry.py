@@ -291,7 +291,9 @@ async def test_a_missing_driver_answers_unsupported_with_the_install_command(
 ) -> None:
     """The real probe runs against a loopback listener; ``sys.modules[name] = None`` makes its
     driver's import fail as it does where the package is not installed."""
-    monkeypatch.setitem(sys.modules, module, None)
+    # Its submodules too: one loaded earlier in this process would still import.
+    for name in [module, *(m for m in sys.modules if m.startswith(f"{module}."))]:
+        monkeypatch.setitem(sys.modules, name, None)
     registry = TypeRegistry(load_entry_points=False)
     registry.register(_Missing())
     settings = Settings(data_dir=tmp_path, egress_allow=["127.0.0.0/8"])
