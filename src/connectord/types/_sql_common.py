@@ -6,7 +6,9 @@ Private to ``connectord.types.sql`` and its ``_sql_*`` modules; it imports none 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import enum
+import re
 import ssl
 import time
 from collections.abc import Awaitable
@@ -37,23 +39,47 @@ class SslMode(enum.StrEnum):
 
 
 DEFAULT_PORTS = {Dialect.POSTGRESQL: 5432, Dialect.MYSQL: 3306}
-#: The probe query's bounds. Rows: at most this many are counted (``probe_rows``).
+
+# The probe query's bounds (issue 9.5; ``docs/sql-probe.md``, "Bounds").
+#: Rows: at most this many are counted (``probe_rows``); their values are never read.
 MAX_PROBE_ROWS = 100
-#: Values: SQLite runs in our process, so its values are capped (SQLITE_LIMIT_LENGTH);
-#: the servers' values never reach us, as the query is wrapped (:func:`bounded_probe_query`).
+#: SQLite runs in our process: no value (string, blob, row record) may exceed this
+#: (``SQLITE_LIMIT_LENGTH``), so ``randomblob(1000000000)`` fails instead of allocating.
 MAX_PROBE_VALUE_BYTES = 1024 * 1024
+#: SQLite: columns of any SELECT in the probe query (``SQLITE_LIMIT_COLUMN``): a row
+#: SQLite holds is at most this many values of :data:`MAX_PROBE_VALUE_BYTES`.
+MAX_PROBE_COLUMNS = 100
+#: PostgreSQL: ``work_mem`` of the probe's transaction (PostgreSQL's own default), whatever
+#: the login or server sets: a sort or hash of the probe query spills to disk past it.
+PG_PROBE_WORK_MEM = "4MB"
+
+#: SQL as ``check_probe_query`` and :func:`bounded_probe_query` read it: comments,
+#: quoted text (also PostgreSQL's dollar quotes), words, ``;`` and anything else.
+SQL_TOKENS = re.compile(
+    r"""(?P<comment>--[^\n]*|\#[^\n]*|/\*.*?\*/)
+      | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)
+      | (?P<word>[A-Za-z_]\w*)
+      | (?P<semi>;)
+      | (?P<other>\S)""",
+    re.VERBOSE | re.DOTALL,
+)
 
 
 def bounded_probe_query(query: str) -> str:
-    """The probe query as the servers run it: its rows counted, their values never sent.
+    """The probe query as it runs: its rows counted, their values never sent or read.
 
-    The test only reports how many rows the query gives, so the server is asked for
-    ``1`` per row, at most :data:`MAX_PROBE_ROWS`: a ``repeat('x', 300000000)`` or a
-    ten-million-row result costs the server its own (time-bounded) work, and us
-    nothing. ``SHOW`` cannot be a subquery; it runs as it is (its answers are small).
-    The query sits on lines of its own, so a trailing ``--`` comment stays one.
+    The test only reports how many rows the query gives, so the database is
+    asked for ``1`` per row, at most :data:`MAX_PROBE_ROWS`: a
+    ``repeat('x', 300000000)`` or a ten-million-row result costs the server its
+    own (time-bounded) work, and us nothing; the planners drop a subquery's
+    unused columns, so most such values are not even computed. ``SHOW`` cannot
+    be a subquery; it runs as it is (its answers are small). What follows the
+    statement's ``;`` (comments only, ``check_probe_query`` sees to that) is cut,
+    and the query sits on lines of its own, so a trailing ``--`` comment stays one.
     """
-    text = query.strip().rstrip(";").rstrip()
+    text = query.strip()
+    end = next((m.start() for m in SQL_TOKENS.finditer(text) if m.lastgroup == "semi"), len(text))
+    text = text[:end].rstrip()
     if text.split(None, 1)[0].upper() == "SHOW":
         return text
     return f"SELECT 1 FROM (\n{text}\n) AS connectord_probe LIMIT {MAX_PROBE_ROWS}"
@@ -64,6 +90,24 @@ DEFAULT_CAPABILITIES = (Capability.READ, Capability.WRITE, Capability.QUERY, Cap
 PARSE_ERRORS = (ValueError, IndexError, KeyError, EOFError, RuntimeError, UnicodeDecodeError)
 
 
+class _CloseWithoutWaiting(ssl.SSLObject):
+    """A TLS session whose close sends ``close_notify`` and does not wait for the server's.
+
+    asyncio keeps the socket open until the server answers (up to 30 s,
+    ``ssl_shutdown_timeout``) and neither driver lets us shorten that: after a
+    failed login (asyncpg closes the TLS transport on the error) the socket was
+    still open when the probe returned, an unclosed transport if the loop ended
+    then, and a server that never answers held it 30 s. TLS lets the side that
+    closes stop there (RFC 8446, section 6.1), so the socket closes at once.
+    """
+
+    def unwrap(self) -> None:
+        """Send ``close_notify``; done, whether or not the server's has arrived."""
+        # On SSLWantReadError ours is in the outgoing buffer, which asyncio sends before closing.
+        with contextlib.suppress(ssl.SSLWantReadError):
+            super().unwrap()
+
+
 def tls_context(mode: SslMode, server_name: str, ca_pem: str | None) -> ssl.SSLContext | None:
     """The TLS context for a mode (``None`` for disable). Never reads files: no client certs."""
     if mode is SslMode.DISABLE:
@@ -71,6 +115,7 @@ def tls_context(mode: SslMode, server_name: str, ca_pem: str | None) -> ssl.SSLC
     # libpq's prefer and require encrypt without verifying.
     ctx = pinned_tls_context(server_name, mode is SslMode.VERIFY_FULL, ca_pem)
     ctx.minimum_version = ssl.TLSVersion.TLSv1_2
+    ctx.sslobject_class = _CloseWithoutWaiting
     return ctx
 
 

@@ -32,6 +32,8 @@ if TYPE_CHECKING:
     # For annotations only: sql.py imports this module, so nothing from it is imported at run time.
     from connectord.types.sql import SqlConfig, Target
 
+# A derived table's columns must have distinct names on MySQL and MariaDB (not on PostgreSQL).
+_DUPLICATE_COLUMN = 1060
 _GRANT_LINE = re.compile(r"^GRANT (?P<privs>.+?) ON (?P<target>\S+) TO ", re.IGNORECASE)
 _WRITE_PRIVILEGES = {"ALL PRIVILEGES", "INSERT", "UPDATE", "DELETE", "CREATE", "DROP", "ALTER"}
 
@@ -127,6 +129,8 @@ def _tls_unavailable(exc: BaseException) -> bool:
 
 
 async def _mysql_queries(conn: Any, config: SqlConfig, deadline: Deadline) -> dict[str, Any]:
+    from asyncmy import errors as my
+
     async def query(sql: str, step: str) -> list[Any]:
         async with conn.cursor() as cur:
             await deadline.run(step, cur.execute(sql))
@@ -140,7 +144,16 @@ async def _mysql_queries(conn: Any, config: SqlConfig, deadline: Deadline) -> di
         await query(f"SET SESSION max_execution_time = {int(seconds * 1000)}", "bounding the probe query")
     # On a failure the connection is closed, which ends the transaction on the server.
     await query("START TRANSACTION READ ONLY", "starting a read-only transaction")
-    rows = await query(bounded_probe_query(config.probe_query), "running the probe query")
+    try:
+        rows = await query(bounded_probe_query(config.probe_query), "running the probe query")
+    except my.MySQLError as exc:
+        if exc.args and exc.args[0] == _DUPLICATE_COLUMN:
+            raise ProbeError(
+                ErrorKind.INVALID_CONFIG,
+                "the probe query's columns need distinct names (give them with AS): it runs as a "
+                f"subquery, so that only its row count is read ({summary(exc.args[-1])})",
+            ) from exc
+        raise
     (version, database, user, read_only), *_ = await query(
         "SELECT VERSION(), DATABASE(), CURRENT_USER(), @@read_only", "reading server details"
     )

@@ -16,6 +16,7 @@ from connectord.model import ErrorKind
 from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.types._sql_common import (
     PARSE_ERRORS,
+    PG_PROBE_WORK_MEM,
     Deadline,
     Dialect,
     SslMode,
@@ -166,9 +167,12 @@ async def probe_postgres(ctx: ProbeContext, config: SqlConfig, target: Target) -
         start = time.perf_counter()
         try:
             async with conn.transaction(readonly=True):
-                # The server stops the query at the deadline too, not only our side.
+                # The server stops the query at the deadline too, not only our side; its sorts
+                # and hashes spill to disk past work_mem rather than grow (a login may raise it).
                 timeout_ms = max(1, int(deadline.left() * 1000))
-                await conn.execute(f"SET LOCAL statement_timeout = {timeout_ms}")
+                await conn.execute(
+                    f"SET LOCAL statement_timeout = {timeout_ms}; SET LOCAL work_mem = '{PG_PROBE_WORK_MEM}'"
+                )
                 rows = await deadline.run(
                     "running the probe query", conn.fetch(bounded_probe_query(config.probe_query))
                 )

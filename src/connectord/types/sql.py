@@ -44,10 +44,12 @@ from connectord.types._net import CaPem
 from connectord.types._sql_common import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PORTS,
-    MAX_PROBE_ROWS,
+    MAX_PROBE_COLUMNS,
     MAX_PROBE_VALUE_BYTES,
+    SQL_TOKENS,
     Dialect,
     SslMode,
+    bounded_probe_query,
     capabilities,
     ms_since,
     network_error,
@@ -82,14 +84,6 @@ MAX_PROBE_QUERY = 4000
 _READ_STARTS = {"SELECT", "SHOW", "VALUES", "WITH", "TABLE"}
 # Words that make a read statement write: DML inside WITH, SELECT ... INTO, row locks.
 _WRITE_WORDS = {"INSERT", "UPDATE", "DELETE", "MERGE", "UPSERT", "INTO", "LOCK"}
-_SQL_TOKENS = re.compile(
-    r"""(?P<comment>--[^\n]*|\#[^\n]*|/\*.*?\*/)
-      | (?P<string>'(?:[^']|'')*'|"(?:[^"]|"")*"|`(?:[^`]|``)*`|\$(?P<tag>\w*)\$.*?\$(?P=tag)\$)
-      | (?P<word>[A-Za-z_]\w*)
-      | (?P<semi>;)
-      | (?P<other>\S)""",
-    re.VERBOSE | re.DOTALL,
-)
 
 
 def check_probe_query(query: str) -> str:
@@ -105,7 +99,7 @@ def check_probe_query(query: str) -> str:
         raise ValueError("must not contain executable comments (/*! ... */)")
     words: list[str] = []
     statement_ended = False
-    for match in _SQL_TOKENS.finditer(text):
+    for match in SQL_TOKENS.finditer(text):
         kind = match.lastgroup
         if kind == "comment" or (kind == "string" and not statement_ended):
             continue
@@ -115,7 +109,7 @@ def check_probe_query(query: str) -> str:
             statement_ended = True
         elif kind == "word":
             words.append(match.group().upper())
-    if "/*" in _SQL_TOKENS.sub(lambda m: "" if m.lastgroup in {"comment", "string"} else m.group(), text):
+    if "/*" in SQL_TOKENS.sub(lambda m: "" if m.lastgroup in {"comment", "string"} else m.group(), text):
         raise ValueError("must not have an unterminated comment")
     if not words or words[0] not in _READ_STARTS:
         raise ValueError("must be a read-only statement starting with SELECT, SHOW, VALUES, WITH or TABLE")
@@ -250,8 +244,10 @@ def _sqlite_run(path: str, probe_query: str, seconds: float) -> dict[str, Any]:
         conn.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, MAX_PROBE_VALUE_BYTES)
         conn.execute("PRAGMA query_only = ON")
         conn.execute("BEGIN")
-        rows = conn.execute(probe_query).fetchmany(MAX_PROBE_ROWS)
         conn.execute("SELECT count(*) FROM sqlite_schema").fetchone()  # the file really is a database
+        # Only now: the schema is loaded, so a table wider than the bound stays readable.
+        conn.setlimit(sqlite3.SQLITE_LIMIT_COLUMN, MAX_PROBE_COLUMNS)
+        rows = conn.execute(bounded_probe_query(probe_query)).fetchall()
         conn.rollback()
     finally:
         conn.close()
@@ -328,7 +324,13 @@ def map_sqlite_error(exc: BaseException) -> ProbeError:
     if isinstance(code, int) and code & 0xFF == sqlite3.SQLITE_TOOBIG:
         return ProbeError(
             _E.INVALID_CONFIG,
-            f"a value of the probe query exceeds the bound of {MAX_PROBE_VALUE_BYTES} bytes",
+            f"a value of the probe query's result exceeds {MAX_PROBE_VALUE_BYTES // 2**20} MiB "
+            "(the bound on a value's size)",
+        )
+    if "too many columns" in str(exc):
+        return ProbeError(
+            _E.INVALID_CONFIG,
+            f"the probe query selects more than {MAX_PROBE_COLUMNS} columns (the bound on a row's width)",
         )
     if kind is _E.INVALID_CONFIG:
         return ProbeError(kind, f"the probe query failed: {summary(exc)}")
