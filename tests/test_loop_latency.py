@@ -11,7 +11,6 @@ seconds.
 from __future__ import annotations
 
 import concurrent.futures
-import socket
 import time
 import uuid
 from collections.abc import Iterator
@@ -22,6 +21,7 @@ import httpx
 import pytest
 
 from tests.cli_server import ServerProcess, serve
+from tests.types.peers_sql import black_hole
 
 pytestmark = pytest.mark.slow
 
@@ -38,13 +38,8 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ServerProcess]:
 
 @pytest.fixture(scope="module")
 def silent_port() -> Iterator[int]:
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(256)
-    try:
-        yield int(sock.getsockname()[1])
-    finally:
-        sock.close()
+    with black_hole() as port:
+        yield port
 
 
 @pytest.fixture(scope="module")

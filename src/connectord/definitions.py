@@ -22,7 +22,7 @@ from connectord.secrets import SecretTree, split_secrets
 from connectord.types.base import ConnectorConfig, ConnectorType
 from connectord.types.endpoint import check_user_alone, split_credentials
 from connectord.types.registry import TypeRegistry
-from connectord.validation import check_config, check_endpoint_text
+from connectord.validation import check_config, check_endpoint_text, has_path
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,7 +107,7 @@ def _destination(url: str) -> Destination:
 
 
 def _check_sent_again(secrets: SecretTree, incoming: Mapping[str, Any]) -> None:
-    kept = [path for path in _leaf_paths(secrets) if not _mentions(incoming, path)]
+    kept = [path for path in _leaf_paths(secrets) if not has_path(incoming, path)]
     if kept:
         raise ValidationError(
             "the update sends the connector's secrets to another destination: send them again "
@@ -127,15 +127,6 @@ def _leaf_paths(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> list[t
         else:
             paths.append((*prefix, key))
     return paths
-
-
-def _mentions(tree: Mapping[str, Any], path: tuple[str, ...]) -> bool:
-    node: Any = tree
-    for part in path:
-        if not isinstance(node, Mapping) or part not in node:
-            return False
-        node = node[part]
-    return True
 
 
 def _split(config: ConnectorConfig) -> tuple[dict[str, Any], SecretTree]:

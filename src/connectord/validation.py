@@ -174,7 +174,7 @@ def _stale(
         if not isinstance(node, Mapping) or part not in node:
             return None
         node = node[part]
-        if _has(config, path[:depth]):
+        if has_path(config, path[:depth]):
             continue
         if isinstance(node, Mapping) or (depth == len(path) and error == "extra_forbidden"):
             return path[:depth]
@@ -193,7 +193,8 @@ def _input_path(tree: Any, loc: tuple[str | int, ...]) -> tuple[str | int, ...]:
     return tuple(path) if path and path[-1] == loc[-1] else loc
 
 
-def _has(tree: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
+def has_path(tree: Mapping[str, Any], loc: tuple[str | int, ...]) -> bool:
+    """Whether ``tree`` holds something (``None`` included) at ``loc``."""
     node: Any = tree
     for part in loc:
         if not isinstance(node, Mapping) or part not in node:
