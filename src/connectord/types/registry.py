@@ -90,7 +90,16 @@ DRIVERS: tuple[Driver, ...] = (
         "mcp",
         ("mcp", "mcp_types", "httpx2"),
         _core("mcp"),
-        ("mcp.client.sse", "mcp.client.streamable_http", "mcp.shared.exceptions", "anyio"),
+        # What the first connection imports: anyio's asyncio backend and the HTTP stack under httpx2.
+        (
+            "mcp.client.sse",
+            "mcp.client.streamable_http",
+            "mcp.shared.exceptions",
+            "anyio._backends._asyncio",
+            "httpcore2",
+            "h11",
+            "truststore",
+        ),
     ),
     Driver("serverless", "http", ("aiohttp",), _core("aiohttp")),
     Driver(
@@ -178,6 +187,10 @@ class TypeRegistry:
         """Import what the probes of type ``name`` import (blocking: run it in a thread), so a
         test never times a driver's import, nor blocks the event loop with it. A missing
         module is left for the probe to report."""
+        try:
+            self.get(name)  # the type's own module, imported on first use
+        except UnknownConnectorTypeError:
+            return
         for driver in self.drivers(name):
             for module in (*driver.modules, *driver.preload):
                 try:
