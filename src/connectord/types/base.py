@@ -80,6 +80,10 @@ class ConnectorType:
         """The endpoint rule for this config, when it narrows :attr:`endpoint` (a provider's)."""
         return self.endpoint
 
+    async def prepare(self) -> None:
+        """One-off set-up before this type's first test (the runner calls it outside the
+        test's clock): what would otherwise make the first test slow. Nothing by default."""
+
     def capabilities(self, config: ConnectorConfig) -> list[str]:
         """The capabilities a connector of this type has, before any test refines them."""
         return [str(c) for c in self.default_capabilities]

@@ -424,6 +424,10 @@ class McpType(ConnectorType):
         Capability.QUERY,
     )
 
+    async def prepare(self) -> None:
+        """The verifying TLS context (the CA store: tens of milliseconds), built once in a thread."""
+        await asyncio.to_thread(tls_context, True, None, _ALPN)
+
     async def probe(self, ctx: ProbeContext) -> ProbeOutcome:
         """Open a session, negotiate the protocol, list what the server offers."""
         config = ctx.config
@@ -441,7 +445,7 @@ class McpType(ConnectorType):
         transport = _pinned_transport_class()(
             ctx.egress,
             {(host, port): destinations[0].address},
-            tls_context(config.tls_verify, config.ca_pem, ("http/1.1",)),
+            tls_context(config.tls_verify, config.ca_pem, _ALPN),
         )
         try:
             async with asyncio.timeout_at(deadline), _refused_other_origin():
@@ -457,6 +461,9 @@ class McpType(ConnectorType):
         capabilities = mcp_capabilities(tools, details["resource_count"], details["prompt_count"])
         return ProbeOutcome(details=details, capabilities=capabilities)
 
+
+#: The TLS protocols the SDK's HTTP client offers (httpcore sets them on the context it is given).
+_ALPN = ("http/1.1",)
 
 #: Called when the SDK refuses an SSE message endpoint on another origin (see below).
 _ON_OTHER_ORIGIN: contextvars.ContextVar[Callable[[], None] | None] = contextvars.ContextVar(
