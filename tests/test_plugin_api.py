@@ -12,6 +12,7 @@ PLUGIN_API = [
     "Capability",
     "ConnectorConfig",
     "ConnectorType",
+    "EndpointRule",
     "ErrorKind",
     "ProbeContext",
     "ProbeError",

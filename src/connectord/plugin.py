@@ -3,7 +3,7 @@
 A plugin subclasses :class:`ConnectorType` (and :class:`ConnectorConfig` for
 its config model), implements ``probe(ctx: ProbeContext) -> ProbeOutcome``,
 raises :class:`ProbeError` with an :class:`ErrorKind` when the connection
-fails in a known way, and is announced through the entry point group
+fails in a known way, declares the endpoints it accepts (an :class:`EndpointRule`), and is announced through the entry point group
 ``connectord.connector_types`` (``docs/plugins.md``). These names are the
 contract with plugins; ``tests/test_exported_members.py`` pins them.
 """
@@ -11,6 +11,7 @@ contract with plugins; ``tests/test_exported_members.py`` pins them.
 from connectord.errors import ProbeError
 from connectord.model import Capability, ErrorKind
 from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeOutcome
+from connectord.types.endpoint import EndpointRule
 from connectord.types.registry import ENTRY_POINT_GROUP
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "Capability",
     "ConnectorConfig",
     "ConnectorType",
+    "EndpointRule",
     "ErrorKind",
     "ProbeContext",
     "ProbeError",
