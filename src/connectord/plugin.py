@@ -3,9 +3,10 @@
 A plugin subclasses :class:`ConnectorType` (and :class:`ConnectorConfig` for
 its config model), implements ``probe(ctx: ProbeContext) -> ProbeOutcome``,
 raises :class:`ProbeError` with an :class:`ErrorKind` when the connection
-fails in a known way, declares the endpoints it accepts (an :class:`EndpointRule`), and is announced through the entry point group
+fails in a known way, declares the endpoints it accepts (an
+:class:`EndpointRule`), and is announced through the entry point group
 ``connectord.connector_types`` (``docs/plugins.md``). These names are the
-contract with plugins; ``tests/test_exported_members.py`` pins them.
+contract with plugins; ``tests/test_plugin_api.py`` pins them.
 """
 
 from connectord.errors import ProbeError
