@@ -261,3 +261,12 @@ def vault(facade: ConnectorsFacade, vault_type: type[VaultType]) -> VaultType:
     ctype = vault_type()
     facade.registry.register(ctype)
     return ctype
+
+
+@pytest.fixture
+async def local(tmp_path: Path) -> AsyncIterator[tuple[ConnectorsFacade, str]]:
+    """A private facade on SQLite with one tenant, 127.0.0.1 open to probes: (facade, tenant id)."""
+    settings = Settings(data_dir=tmp_path / "data", egress_allow=["127.0.0.1/32"])
+    async with ConnectorsFacade(settings=settings) as facade:
+        tenant, _ = await Admin(facade).create_tenant("local")
+        yield facade, tenant.id

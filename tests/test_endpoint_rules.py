@@ -8,17 +8,13 @@ store is unchanged. The REST routes answer 422 with the field.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
-from connectord.admin import Admin
 from connectord.declarative import parse_document
 from connectord.errors import ValidationError
 from connectord.facade import ConnectorsFacade
-from connectord.settings import Settings
 from connectord.types.endpoint import EndpointRule
 
 #: (type, endpoint, config) that must be refused on ``endpoint``.
@@ -80,14 +76,6 @@ ACCEPTED: list[tuple[str, str, dict[str, Any], str, list[str]]] = [
     ("vector", "127.0.0.1:6333", {"provider": "qdrant"}, "127.0.0.1:6333", []),
     ("custom", "tcp://u:pw@127.0.0.1:1", {}, "tcp://u@127.0.0.1:1", ["password"]),
 ]
-
-
-@pytest.fixture
-async def local(tmp_path: Path) -> AsyncIterator[tuple[ConnectorsFacade, str]]:
-    settings = Settings(data_dir=tmp_path / "data", egress_allow=["127.0.0.1/32"])
-    async with ConnectorsFacade(settings=settings) as facade:
-        tenant, _ = await Admin(facade).create_tenant("rules")
-        yield facade, tenant.id
 
 
 def _endpoint_error(exc: ValidationError) -> str:

@@ -14,18 +14,15 @@ import json
 import logging
 import re
 import threading
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 from typing import Any
 from urllib.parse import quote, quote_plus
 
 import pytest
 
-from connectord.admin import Admin
 from connectord.facade import ConnectorsFacade
 from connectord.redaction import MASK, encodings, redact_url, scrub, scrub_text
-from connectord.settings import Settings
 
 KEY = "k/y+z=1 ä&Secret"  # yarl, quote() and quote_plus() spell it three ways
 TOKEN = "t0ken-Echoed-Secret"
@@ -149,14 +146,6 @@ def server_url() -> Iterator[str]:
     finally:
         server.shutdown()
         server.server_close()
-
-
-@pytest.fixture
-async def local(tmp_path: Path) -> AsyncIterator[tuple[ConnectorsFacade, str]]:
-    settings = Settings(data_dir=tmp_path / "data", egress_allow=["127.0.0.1/32"])
-    async with ConnectorsFacade(settings=settings) as facade:
-        tenant, _ = await Admin(facade).create_tenant("redaction")
-        yield facade, tenant.id
 
 
 def _spellings(secret: str) -> set[str]:

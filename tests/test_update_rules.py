@@ -4,22 +4,11 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
-from pathlib import Path
 
 import pytest
 
-from connectord.admin import Admin
 from connectord.errors import InvalidTransitionError, ValidationError
 from connectord.facade import ConnectorsFacade
-from connectord.settings import Settings
-
-
-@pytest.fixture
-async def local(tmp_path: Path) -> AsyncIterator[tuple[ConnectorsFacade, str]]:
-    async with ConnectorsFacade(settings=Settings(data_dir=tmp_path / "data")) as facade:
-        tenant, _ = await Admin(facade).create_tenant("updates")
-        yield facade, tenant.id
 
 
 async def test_twenty_parallel_updates_without_a_version_all_land(
