@@ -173,7 +173,7 @@ async def bare_loop(url: str, n: int, concurrency: int) -> tuple[float, list[flo
 
 async def probe_loop(url: str, n: int, concurrency: int) -> tuple[float, list[float], dict[str, float]]:
     """The http probe itself, without the facade (no store, no validation, no record)."""
-    from connectord.egress import EgressPolicy
+    from connectord.network import EgressPolicy, Network
     from connectord.types.base import ProbeContext
     from connectord.types.http import HttpConfig, HttpType
 
@@ -181,7 +181,7 @@ async def probe_loop(url: str, n: int, concurrency: int) -> tuple[float, list[fl
 
     async def one() -> float:
         start = time.perf_counter()
-        await probe.probe(ProbeContext(url, config, 10.0, policy))
+        await probe.probe(ProbeContext(url, config, 10.0, Network(policy)))
         return (time.perf_counter() - start) * 1000
 
     before = thread_cpu()

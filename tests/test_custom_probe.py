@@ -14,7 +14,7 @@ import trustme
 
 from connectord import ConnectorsFacade, Settings, TestResult
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ProbeContext, ProbeError
 from connectord.types.custom import CustomConfig, CustomType
 
@@ -117,7 +117,10 @@ def _closed_port() -> int:
 
 def _direct(endpoint: str, allow: list[str] = LOOPBACK, **config: object) -> ProbeContext:
     return ProbeContext(
-        endpoint=endpoint, config=CustomConfig.model_validate(config), timeout=2, egress=EgressPolicy(allow)
+        endpoint=endpoint,
+        config=CustomConfig.model_validate(config),
+        timeout=2,
+        network=Network(EgressPolicy(allow)),
     )
 
 

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from connectord.egress import Destination, EgressPolicy, parse_ip_literal
 from connectord.model import ErrorKind
+from connectord.network.egress import Destination, EgressPolicy, parse_ip_literal
 from connectord.plugin import ProbeError
 
 LOOPBACK_OPEN = ("127.0.0.0/8", "::1/128")

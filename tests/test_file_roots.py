@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 
 from connectord.admin import Admin
-from connectord.egress import tenant_roots
 from connectord.errors import ConfigurationError
 from connectord.facade import ConnectorsFacade
+from connectord.network.files import tenant_roots
 from connectord.settings import Settings
 
 

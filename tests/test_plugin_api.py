@@ -3,8 +3,10 @@ a change to it is a change of the contract with every third-party connector type
 
 from __future__ import annotations
 
+import dataclasses
+
 import connectord.plugin
-from connectord import errors
+from connectord import errors, network
 from connectord.types import base
 
 PLUGIN_API = [
@@ -12,8 +14,10 @@ PLUGIN_API = [
     "Capability",
     "ConnectorConfig",
     "ConnectorType",
+    "EgressPolicy",
     "EndpointRule",
     "ErrorKind",
+    "Network",
     "ProbeContext",
     "ProbeError",
     "ProbeOutcome",
@@ -26,7 +30,13 @@ def test_the_plugin_api_is_exactly_these_names() -> None:
         assert hasattr(connectord.plugin, name), name
 
 
+def test_a_probe_context_holds_exactly_these_fields() -> None:
+    fields = [f.name for f in dataclasses.fields(connectord.plugin.ProbeContext)]
+    assert fields == ["endpoint", "config", "timeout", "network", "options"]
+
+
 def test_plugin_names_are_the_core_classes_not_copies() -> None:
+    assert connectord.plugin.Network is network.Network
     assert connectord.plugin.ProbeError is errors.ProbeError
     assert connectord.plugin.ConnectorType is base.ConnectorType
     assert issubclass(errors.ProbeError, errors.ConnectordError)

@@ -24,9 +24,9 @@ import pytest
 import trustme
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import TestResult
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ENTRY_POINT_GROUP, ProbeContext, ProbeError
 from connectord.settings import Settings
 from connectord.types.registry import TypeRegistry
@@ -219,7 +219,7 @@ async def test_closed_port_is_refused_and_black_hole_times_out() -> None:
 
 def _context(endpoint: str, config: dict[str, Any], timeout: float = 5.0) -> ProbeContext:
     model = TypeRegistry().get("smtp").config_model
-    return ProbeContext(endpoint, model.model_validate(config), timeout, EgressPolicy(LOOPBACK))
+    return ProbeContext(endpoint, model.model_validate(config), timeout, Network(EgressPolicy(LOOPBACK)))
 
 
 def test_the_plugin_metadata_uses_the_spdx_license_string() -> None:

@@ -25,7 +25,7 @@ from connectord import (
     VersionConflictError,
 )
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
+from connectord.network.egress import EgressPolicy
 from connectord.redaction import scrub_text
 from connectord.secrets import (
     KEY_FILE_NAME,

@@ -18,7 +18,6 @@ from typing import Any
 
 from connectord import idempotency
 from connectord.definitions import Definition, connector_type, validate_definition
-from connectord.egress import EgressPolicy
 from connectord.errors import (
     ConflictError,
     FieldError,
@@ -37,6 +36,7 @@ from connectord.model import (
     new_id,
     utcnow,
 )
+from connectord.network.egress import EgressPolicy
 from connectord.paging import MAX_LIMIT, check_limit, check_offset, decode_cursor, encode_cursor
 from connectord.runner import ProbeRunner, TestObserver
 from connectord.secrets import KeyRing, SecretTree, keyring_from_settings, secret_paths
@@ -427,7 +427,11 @@ class ConnectorsFacade:
         # The probe took time: the verdict is applied to the connector as it is inside
         # the store's transaction, so a pause or retirement set during the test stands.
         await self.store.record_test(
-            info.tenant_id, result, audit, lambda current: changes_after_test(current, result, capabilities)
+            info.tenant_id,
+            result,
+            audit,
+            lambda current: changes_after_test(current, result, capabilities),
+            failure_threshold=self.settings.failure_threshold,
         )
 
     async def test_connectors(

@@ -260,6 +260,37 @@ class AuditEvent:
         )
 
 
+class EventType(enum.StrEnum):
+    """What a webhook or the event stream tells a tenant (``docs/health.md``)."""
+
+    CONNECTOR_CREATED = "connector.created"
+    CONNECTOR_UPDATED = "connector.updated"
+    CONNECTOR_DELETED = "connector.deleted"
+    #: After ``failure_threshold`` consecutive failed checks (sent once per outage).
+    CONNECTOR_DOWN = "connector.down"
+    #: The first success after ``connector.down``.
+    CONNECTOR_RECOVERED = "connector.recovered"
+
+
+@dataclass(slots=True, frozen=True)
+class Event:
+    """One notification, shaped as the Standard Webhooks payload: ``type``,
+    ``timestamp`` and ``data`` (never a secret). ``id`` is the ``webhook-id``;
+    ``seq`` orders a tenant's events (set by the store)."""
+
+    type: EventType
+    tenant_id: str
+    connector_id: str | None
+    data: dict[str, Any]
+    id: str = field(default_factory=lambda: "msg_" + new_id().replace("-", ""))
+    at: datetime = field(default_factory=lambda: utcnow())
+    seq: int | None = None
+
+    def payload(self) -> dict[str, Any]:
+        """The JSON body a webhook receives (and an event-stream message carries)."""
+        return {"type": str(self.type), "timestamp": self.at.isoformat(), "data": self.data}
+
+
 @dataclass(slots=True, frozen=True)
 class Page(Generic[T]):
     """One page of a keyset-paginated listing; ``next_cursor`` is ``None`` at the end."""

@@ -18,9 +18,10 @@ from collections.abc import Callable, Mapping
 from datetime import datetime
 from typing import Any
 
-from connectord.egress import EgressPolicy, tenant_roots
 from connectord.errors import ProbeError, UnknownConnectorTypeError, ValidationError
 from connectord.model import ErrorKind, TestResult, utcnow
+from connectord.network import EgressPolicy, Network
+from connectord.network.files import tenant_roots
 from connectord.redaction import Scrubber
 from connectord.secrets import SecretTree, leaf_values, overlay
 from connectord.settings import Settings
@@ -133,9 +134,11 @@ class ProbeRunner:
             endpoint=endpoint,
             config=config,
             timeout=timeout,
-            egress=self.egress,
-            file_roots=tenant_roots((str(p) for p in self.settings.file_roots), tenant_id),
-            file_denied=(str(self.settings.data_dir),),
+            network=Network(
+                self.egress,
+                file_roots=tenant_roots((str(p) for p in self.settings.file_roots), tenant_id),
+                file_denied=(str(self.settings.data_dir),),
+            ),
         )
 
 

@@ -65,6 +65,12 @@ class Settings(BaseSettings):
         default=600, ge=1, description="Connector tests a tenant may start per minute."
     )
     test_concurrency: int = Field(default=16, ge=1, description="Connector tests a tenant may run at once.")
+    failure_threshold: int = Field(
+        default=3,
+        ge=1,
+        description="Consecutive failed tests after which connector.down is sent "
+        "(a connector's own failure_threshold overrides it).",
+    )
     header_timeout: float = Field(
         default=10.0, gt=0, description="Seconds a client has to send a request's headers (then 408)."
     )

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from connectord.egress import EgressPolicy
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ConnectorType, ProbeContext, ProbeError
 from tests.types.peers_vector import BlackHole
 
@@ -35,8 +35,7 @@ class ProbeHarness:
             endpoint=endpoint,
             config=self.ctype.config_model.model_validate(config),
             timeout=timeout,
-            egress=EgressPolicy(LOOPBACK if allow else []),
-            file_roots=roots,
+            network=Network(EgressPolicy(LOOPBACK if allow else []), file_roots=roots),
         )
 
     async def probe(self, ctx: ProbeContext) -> dict[str, Any]:

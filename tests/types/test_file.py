@@ -23,9 +23,9 @@ from typing import Any
 import pytest
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.network.egress import EgressPolicy
 from connectord.plugin import ProbeError
 from connectord.settings import Settings
 from connectord.types.file import (

@@ -20,10 +20,10 @@ import aiohttp.client_exceptions
 import pytest
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.errors import ValidationError
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind, TestResult
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ProbeContext, ProbeError
 from connectord.settings import Settings
 from connectord.types.http import HttpConfig, HttpType, error_kind, is_credential_header
@@ -79,7 +79,7 @@ async def probe(
         endpoint=endpoint,
         config=HttpConfig.model_validate(config),
         timeout=bound,
-        egress=EgressPolicy(LOOPBACK if allow is None else allow),
+        network=Network(EgressPolicy(LOOPBACK if allow is None else allow)),
     )
     try:
         outcome = await HttpType().probe(ctx)

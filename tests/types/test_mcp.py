@@ -28,9 +28,9 @@ from mcp.shared.exceptions import MCPError
 from mcp_types import CONNECTION_CLOSED, INTERNAL_ERROR, METHOD_NOT_FOUND, REQUEST_TIMEOUT
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.settings import Settings
 from connectord.types.mcp import STDIO_REFUSED, McpConfig, McpType, Traffic, map_mcp_error
@@ -107,7 +107,9 @@ async def probe(
     allow: list[str] = LOOPBACK,
 ) -> ProbeOutcome:
     """Run the mcp probe directly (bounded by ``wait_for`` as the facade does)."""
-    ctx = ProbeContext(endpoint, McpConfig.model_validate(config or {}), timeout, EgressPolicy(allow))
+    ctx = ProbeContext(
+        endpoint, McpConfig.model_validate(config or {}), timeout, Network(EgressPolicy(allow))
+    )
     return await asyncio.wait_for(McpType().probe(ctx), timeout + 5)
 
 

@@ -16,8 +16,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from connectord.egress import EgressPolicy
 from connectord.model import ErrorKind
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ConnectorType, ProbeContext, ProbeError
 from connectord.types.file import FileType
 from connectord.types.serverless import ServerlessType
@@ -113,7 +113,7 @@ async def test_aws_redirect_to_a_denied_literal_never_connects(
             endpoint=endpoint or None,
             config=ctype.config_model.model_validate(config),
             timeout=5.0,
-            egress=EgressPolicy(NARROW),
+            network=Network(EgressPolicy(NARROW)),
         )
         with pytest.raises(ProbeError) as caught:
             await ctype.probe(ctx)

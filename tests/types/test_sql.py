@@ -31,9 +31,9 @@ import trustme
 from asyncmy import errors as myerrors
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind
+from connectord.network import EgressPolicy, Network
 from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.settings import Settings
 from connectord.types.sql import (
@@ -135,7 +135,9 @@ async def probe(
     allow: list[str] = LOOPBACK,
 ) -> ProbeOutcome:
     """Run the sql probe directly, as the facade would (bounded by ``wait_for`` too)."""
-    ctx = ProbeContext(endpoint, SqlConfig.model_validate(config or {}), timeout, EgressPolicy(allow), roots)
+    ctx = ProbeContext(
+        endpoint, SqlConfig.model_validate(config or {}), timeout, Network(EgressPolicy(allow), roots)
+    )
     return await asyncio.wait_for(SqlType().probe(ctx), timeout + 5)
 
 
@@ -358,7 +360,7 @@ async def test_pg_table_privilege_counts_as_write(pg_peer: PgPeer) -> None:
 
 async def test_connect_postgres_helper(pg_peer: PgPeer) -> None:
     """The public helper the pgvector probe reuses: connection plus phases."""
-    ctx = ProbeContext(None, SqlConfig(password=PG_PASSWORD), 5.0, EgressPolicy(LOOPBACK))
+    ctx = ProbeContext(None, SqlConfig(password=PG_PASSWORD), 5.0, Network(EgressPolicy(LOOPBACK)))
     conn, phases = await connect_postgres(ctx, "127.0.0.1", pg_peer.port, "postgres", "postgres")
     try:
         assert await conn.fetchval("SELECT 41 + 1") == 42
@@ -405,7 +407,7 @@ async def test_mysql_sends_one_statement_per_call(maria_peer: MariaPeer) -> None
         password=pydantic.SecretStr(MARIA_PASSWORD), probe_query="SELECT 1; SELECT 2"
     )
     endpoint = f"mysql://app@127.0.0.1:{maria_peer.port}/probe"
-    outcome = await SqlType().probe(ProbeContext(endpoint, config, 5.0, EgressPolicy(LOOPBACK)))
+    outcome = await SqlType().probe(ProbeContext(endpoint, config, 5.0, Network(EgressPolicy(LOOPBACK))))
     assert outcome.details["probe_rows"] == 1
     conn = await _connect_mysql(config, resolve_target(endpoint, config), "127.0.0.1", None, Deadline(5.0))
     try:

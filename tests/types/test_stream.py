@@ -32,9 +32,10 @@ import pytest
 import trustme
 
 from connectord.admin import Admin
-from connectord.egress import EgressPolicy
 from connectord.facade import ConnectorsFacade
 from connectord.model import ErrorKind, TestResult
+from connectord.network import EgressPolicy, Network
+from connectord.network.tls import pinned_tls_context
 from connectord.plugin import ProbeContext, ProbeError, ProbeOutcome
 from connectord.settings import Settings
 from connectord.types.registry import TypeRegistry
@@ -47,7 +48,6 @@ from connectord.types.stream import (
     map_mqtt_error,
     map_nats_error,
     map_redis_error,
-    pinned_tls_context,
     stream_target,
 )
 
@@ -184,7 +184,7 @@ async def probe(
 ) -> ProbeOutcome:
     """Run the stream probe directly, with loopback opened."""
     ctx = ProbeContext(
-        endpoint, StreamConfig(**config), bound, EgressPolicy(LOOPBACK if allow is None else allow)
+        endpoint, StreamConfig(**config), bound, Network(EgressPolicy(LOOPBACK if allow is None else allow))
     )
     return await StreamType().probe(ctx)
 

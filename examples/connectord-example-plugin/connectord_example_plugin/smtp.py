@@ -2,7 +2,7 @@
 STARTTLS and authenticate, then QUIT. It never sends mail.
 
 Everything a plugin must do is here: a config model (``SecretStr`` for the
-secrets), a probe that resolves through ``ctx.egress`` and connects to the
+secrets), a probe that resolves through ``ctx.network`` and connects to the
 checked address only, one function that maps failures to ``ErrorKind``, the
 time of each phase, and no secret in any error.
 """
@@ -133,7 +133,7 @@ class _Session:
         self._mark = now
 
     async def run(self, ctx: ProbeContext, implicit_tls: bool) -> dict[str, Any]:
-        destination = (await ctx.egress.resolve(self.host, self.port))[0]
+        destination = (await ctx.network.resolve(self.host, self.port))[0]
         self._done("resolve_ms")
         tls = self._tls_context() if implicit_tls else None
         # The checked address, never the name again; TLS still verifies the name.

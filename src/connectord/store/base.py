@@ -166,10 +166,16 @@ class Store(abc.ABC):
         result: TestResult,
         audit: AuditEvent,
         changes_for: Callable[[ConnectorInfo], dict[str, Any]],
+        *,
+        failure_threshold: int = 3,
     ) -> bool:
         """Store a test result in the history and apply ``changes_for(connector)``,
         computed from the connector as it is inside the transaction (a pause set while
-        the test ran is seen). ``False`` (nothing stored) if the connector is gone."""
+        the test ran is seen). ``False`` (nothing stored) if the connector is gone.
+
+        Counts consecutive failures: the ``failure_threshold``-th in a row (the
+        connector's own threshold if it has one) appends ``connector.down`` to the
+        outbox, and the next success ``connector.recovered``, in the same transaction."""
 
     @abc.abstractmethod
     async def history(

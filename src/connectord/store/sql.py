@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -11,7 +11,16 @@ import orjson
 import sqlalchemy as sa
 
 from connectord.errors import ConflictError, DuplicateNameError, NotFoundError, VersionConflictError
-from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
+from connectord.model import (
+    AuditEvent,
+    ConnectorInfo,
+    Event,
+    EventType,
+    TenantRecord,
+    TestResult,
+    new_id,
+    utcnow,
+)
 from connectord.secrets import Ciphertext
 from connectord.settings import Settings
 from connectord.store.backends import (
@@ -29,9 +38,12 @@ from connectord.store.schema import (
     audit_events,
     connector_secrets,
     connectors,
+    events,
     idempotency_keys,
     tenants,
     test_results,
+    webhook_deliveries,
+    webhooks,
 )
 
 P = sa.bindparam
@@ -120,6 +132,41 @@ def _audit_params(event: AuditEvent) -> dict[str, Any]:
     }
 
 
+def _outage_changes(row: Row, result: TestResult, default_threshold: int) -> dict[str, Any]:
+    """The failure count after a test and, where it starts or ends an outage, ``down_since``:
+    set by the ``failure_threshold``-th failure in a row, cleared by the next success."""
+    failures = 0 if result.success else int(row["consecutive_failures"] or 0) + 1
+    changes: dict[str, Any] = {"consecutive_failures": failures}
+    threshold = row["failure_threshold"] or default_threshold
+    if result.success and row["down_since"] is not None:
+        changes["down_since"] = None
+    elif not result.success and row["down_since"] is None and failures >= threshold:
+        changes["down_since"] = result.tested_at
+    return changes
+
+
+def _outage_event(row: Row, result: TestResult, changes: Mapping[str, Any]) -> Event:
+    """``connector.down`` or ``connector.recovered`` for the outage change in ``changes``."""
+    down = changes["down_since"] is not None
+    data: dict[str, Any] = {
+        "connector": {"id": row["id"], "name": row["name"], "connector_type": row["connector_type"]},
+        "status": str(changes.get("status", row["status"])),
+        "consecutive_failures": changes["consecutive_failures"],
+        "tested_at": result.tested_at.isoformat() if result.tested_at else None,
+    }
+    if down:
+        data["error_kind"] = result.error_kind
+        data["error"] = result.error
+    else:
+        data["down_since"] = _iso_or_none(_dt(row["down_since"]))
+    kind = EventType.CONNECTOR_DOWN if down else EventType.CONNECTOR_RECOVERED
+    return Event(kind, row["tenant_id"], row["id"], data, at=result.tested_at or utcnow())
+
+
+def _iso_or_none(value: datetime | None) -> str | None:
+    return value.isoformat() if value is not None else None
+
+
 def _key(row: Row) -> ApiKeyRecord:
     created = _dt(row["created_at"])
     assert created is not None
@@ -134,8 +181,11 @@ def _key(row: Row) -> ApiKeyRecord:
     )
 
 
-def _insert(table: sa.Table) -> sa.Insert:
-    return table.insert().values({c.name: P(c.name) for c in table.columns})
+def _insert(table: sa.Table, names: Collection[str] | None = None) -> sa.Insert:
+    """``INSERT`` of every column (or of ``names``; the others take their defaults)."""
+    return table.insert().values(
+        {c.name: P(c.name) for c in table.columns if names is None or c.name in names}
+    )
 
 
 def _where(table: sa.Table, *names: str) -> list[sa.ColumnElement[bool]]:
@@ -253,8 +303,8 @@ class SqlStore(Store):
         idempotency: IdempotencyRecord | None = None,
     ) -> None:
         assert info.tenant_id == tenant_id
-        ins = self._q("connector.insert", lambda: _insert(connectors))
         params = _connector_params(info)
+        ins = self._q("connector.insert", lambda: _insert(connectors, params))
 
         async def op(ex: Executor) -> None:
             if idempotency is not None:
@@ -519,6 +569,8 @@ class SqlStore(Store):
         result: TestResult,
         audit: AuditEvent,
         changes_for: Callable[[ConnectorInfo], dict[str, Any]],
+        *,
+        failure_threshold: int = 3,
     ) -> bool:
         ins = self._q("history.insert", lambda: _insert(test_results))
         lock = self._q(
@@ -542,10 +594,14 @@ class SqlStore(Store):
             if row is None:
                 return False  # deleted while the test ran: nothing to record
             changes = changes_for(_connector(row))
+            outage = _outage_changes(row, result, failure_threshold)
+            changes.update(outage)
             update = self._update(sorted(changes), guarded=False, returning=False)
             await ex.run(update, self._update_params(tenant_id, result.connector_id, changes, None))
             await ex.run(ins, params)
             await self._add_audit(ex, audit)
+            if "down_since" in outage:
+                await self._add_events(ex, [_outage_event(row, result, changes)])
             return True
 
         return await self.backend.write(op)
@@ -576,6 +632,64 @@ class SqlStore(Store):
             )
             for r in rows
         ]
+
+    async def _add_events(self, ex: Executor, new: Sequence[Event]) -> None:
+        """Append events to the outbox, in the caller's transaction, with a pending
+        delivery for every enabled webhook of the tenant that takes their type."""
+        ins = self._q(
+            "event.insert",
+            lambda: (
+                events.insert()
+                .values({c.name: P(c.name) for c in events.columns if c.name != "seq"})
+                .returning(events.c.seq)
+            ),
+        )
+        hooks = self._q(
+            "webhook.enabled",
+            lambda: sa.select(webhooks.c.id, webhooks.c.events).where(
+                webhooks.c.tenant_id == P("tenant_id"), webhooks.c.enabled.is_(True)
+            ),
+        )
+        add = self._q("delivery.insert", lambda: _insert(webhook_deliveries))
+        subscribed: dict[str, list[tuple[str, list[str]]]] = {}
+        for event in new:
+            params = {
+                "id": event.id,
+                "tenant_id": event.tenant_id,
+                "type": str(event.type),
+                "connector_id": event.connector_id,
+                "at": event.at,
+                "payload": _dumps(event.payload()),
+            }
+            row = await ex.one(ins, params)
+            assert row is not None
+            if event.tenant_id not in subscribed:
+                found = await ex.all(hooks, {"tenant_id": event.tenant_id})
+                subscribed[event.tenant_id] = [(h["id"], orjson.loads(h["events"])) for h in found]
+            for webhook_id, types in subscribed[event.tenant_id]:
+                if str(event.type) not in types:
+                    continue
+                await ex.run(
+                    add,
+                    {
+                        "id": new_id(),
+                        "tenant_id": event.tenant_id,
+                        "webhook_id": webhook_id,
+                        "event_seq": row["seq"],
+                        "event_id": event.id,
+                        "event_type": str(event.type),
+                        "connector_id": event.connector_id,
+                        "status": "pending",
+                        "attempts": 0,
+                        "next_attempt_at": event.at,
+                        "lease_owner": None,
+                        "lease_until": None,
+                        "last_status": None,
+                        "last_error": None,
+                        "created_at": event.at,
+                        "delivered_at": None,
+                    },
+                )
 
     async def _add_audit(self, ex: Executor, event: AuditEvent) -> None:
         await ex.run(self._q("audit.insert", lambda: _insert(audit_events)), _audit_params(event))

@@ -14,12 +14,14 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from connectord.model import ErrorKind
+from connectord.network.endpoints import parse_http_url
+from connectord.network.failures import first_in_chain, refused
+from connectord.network.http import EgressResolver
 from connectord.plugin import ProbeContext, ProbeError
-from connectord.types._checked_http import EgressResolver
-from connectord.types._net import first_in_chain, parse_http_url, refused, timed
+from connectord.timing import timed
 
 if TYPE_CHECKING:
-    from connectord.egress import Destination
+    from connectord.network.egress import Destination
 
 AUTH_CODES = frozenset(
     {
@@ -56,8 +58,8 @@ async def checked_resolver(
     if endpoint_url:
         _, host, port, _ = parse_http_url(endpoint_url)
         with timed(phases, "resolve_ms"):
-            known = await ctx.egress.resolve(host, port)
-    return EgressResolver(ctx.egress, known)
+            known = await ctx.network.resolve(host, port)
+    return ctx.network.resolver(known)
 
 
 @dataclass

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from connectord.types._net import CaPem
+from connectord.network.tls import CaPem
 from connectord.types.base import ConnectorConfig
 
 MAX_REDIRECTS = 5

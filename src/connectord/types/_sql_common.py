@@ -15,8 +15,8 @@ from collections.abc import Awaitable
 from typing import TypeVar
 
 from connectord.model import Capability, ErrorKind
+from connectord.network.tls import pinned_tls_context, tls_error
 from connectord.plugin import ProbeError
-from connectord.types._net import pinned_tls_context, tls_error
 
 T = TypeVar("T")
 

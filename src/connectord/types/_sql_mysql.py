@@ -90,7 +90,7 @@ async def probe_mysql(ctx: ProbeContext, config: SqlConfig, target: Target) -> P
         raise ProbeError(ErrorKind.INVALID_CONFIG, "a username is required (config username or user@host)")
     phases: dict[str, float] = {}
     start = time.perf_counter()
-    destinations = await deadline.run("resolving", ctx.egress.resolve(target.host, target.port))
+    destinations = await deadline.run("resolving", ctx.network.resolve(target.host, target.port))
     phases["resolve_ms"] = ms_since(start)
     start = time.perf_counter()
     tls = tls_context(config.ssl_mode, target.host, config.ca_pem)

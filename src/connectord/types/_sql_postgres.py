@@ -73,7 +73,7 @@ async def _connect_postgres(
     password = secret.get_secret_value() if secret is not None else ""  # "" so asyncpg never reads ~/.pgpass
     phases: dict[str, float] = {}
     start = time.perf_counter()
-    destinations = await deadline.run("resolving", ctx.egress.resolve(host, port))
+    destinations = await deadline.run("resolving", ctx.network.resolve(host, port))
     phases["resolve_ms"] = ms_since(start)
     start = time.perf_counter()
 

@@ -1,6 +1,6 @@
 """Pieces the ``stream`` type's protocol modules share: the shape of every error
 mapping, and one probe run with its phase timings (the name-pinning TLS context is
-:mod:`connectord.types._net`'s, shared with the sql probe).
+:mod:`connectord.network.tls`'s, shared with the sql probe).
 
 Private to ``connectord.types.stream`` and its ``_stream_*`` modules; it imports
 none of them at run time.
@@ -18,8 +18,8 @@ from typing import TYPE_CHECKING
 from pydantic import SecretStr
 
 from connectord.model import ErrorKind
+from connectord.network.tls import PinnedNameContext, pinned_tls_context
 from connectord.plugin import ProbeError
-from connectord.types._net import PinnedNameContext, pinned_tls_context
 
 if TYPE_CHECKING:
     # For annotations only: stream.py imports this module, so nothing from it is imported at run time.

@@ -23,7 +23,7 @@ from connectord.model import Capability, ErrorKind
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
-    from connectord.egress import EgressPolicy
+    from connectord.network import Network
 
 
 class ConnectorConfig(BaseModel):
@@ -49,12 +49,14 @@ class ProbeContext:
     endpoint: str | None
     config: ConnectorConfig
     timeout: float
-    egress: EgressPolicy
-    #: The folders file probes may read (the tenant's, already resolved).
-    file_roots: tuple[str, ...] = ()
-    #: Folders never served even inside a root (the server's data directory).
-    file_denied: tuple[str, ...] = ()
+    #: What the probe may reach: resolve, local paths, checked HTTP, TLS (``connectord.network``).
+    network: Network
     options: dict[str, Any] = field(default_factory=dict)
+
+
+def reveal(secret: SecretStr | None) -> str | None:
+    """The value of an optional secret field."""
+    return secret.get_secret_value() if secret is not None else None
 
 
 @dataclass(slots=True)

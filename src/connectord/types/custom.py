@@ -9,8 +9,10 @@ from typing import Any, ClassVar
 from pydantic import Field
 
 from connectord.model import Capability, ErrorKind
+from connectord.network.endpoints import open_tcp, split_endpoint
+from connectord.network.tls import CaPem, certificate_details
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types._net import CaPem, certificate_details, open_tcp, split_endpoint, timed, tls_context
+from connectord.timing import timed
 from connectord.types.endpoint import EndpointRule
 
 __all__ = [
@@ -18,9 +20,7 @@ __all__ = [
     "TLS_SCHEMES",
     "CustomConfig",
     "CustomType",
-    "certificate_details",
     "parse_host_port",
-    "tls_context",
 ]
 
 DEFAULT_PORTS = {"http": 80, "https": 443, "tls": 443, "ws": 80, "wss": 443}
@@ -71,7 +71,7 @@ class CustomType(ConnectorType):
         use_tls = config.tls if config.tls is not None else scheme in TLS_SCHEMES
         phases: dict[str, float] = {}
         with timed(phases, "resolve_ms"):
-            destinations = await ctx.egress.resolve(host, port)
+            destinations = await ctx.network.resolve(host, port)
         dest = destinations[0]
         with timed(phases, "connect_ms"):
             _, writer = await open_tcp(dest.address, port, f"{host}:{port}")
@@ -79,7 +79,7 @@ class CustomType(ConnectorType):
         try:
             if use_tls:
                 with timed(phases, "tls_ms"):
-                    await _start_tls(writer, tls_context(config.tls_verify, config.ca_pem), host)
+                    await _start_tls(writer, ctx.network.tls(config.tls_verify, config.ca_pem), host)
                 details.update(certificate_details(writer.get_extra_info("ssl_object")))
         finally:
             writer.close()

@@ -24,9 +24,10 @@ from urllib.parse import unquote, urlsplit
 
 from pydantic import Field, SecretStr, model_validator
 
-from connectord.egress import path_in_roots
 from connectord.model import Capability, ErrorKind
+from connectord.network import Network
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
+from connectord.timing import timed
 from connectord.types._aws import (
     aws_config,
     aws_session,
@@ -34,7 +35,7 @@ from connectord.types._aws import (
     checked_resolver,
     map_botocore_error,
 )
-from connectord.types._net import reveal, timed
+from connectord.types.base import reveal
 from connectord.types.endpoint import EndpointRule
 
 __all__ = [
@@ -222,7 +223,7 @@ async def _probe_s3(ctx: ProbeContext, config: FileConfig, write: bool) -> dict[
 # --- local folders -------------------------------------------------------------------
 
 
-def local_folder(endpoint: str, roots: tuple[str, ...], denied: tuple[str, ...] = ()) -> str:
+def local_folder(endpoint: str, network: Network) -> str:
     """The real path of a ``file://`` folder inside a configured root.
 
     Outside every root (also through ``..`` or a symlink) is ``egress_denied``,
@@ -234,12 +235,12 @@ def local_folder(endpoint: str, roots: tuple[str, ...], denied: tuple[str, ...] 
     path = unquote(parts.path)
     if not os.path.isabs(path):
         raise ProbeError(ErrorKind.INVALID_CONFIG, "a local endpoint's path must be absolute")
-    return path_in_roots(path, roots, denied)
+    return network.local_path(path)
 
 
 async def _probe_local(ctx: ProbeContext, write: bool) -> dict[str, Any]:
     assert ctx.endpoint is not None
-    folder = local_folder(ctx.endpoint, ctx.file_roots, ctx.file_denied)
+    folder = local_folder(ctx.endpoint, ctx.network)
     phases: dict[str, float] = {}
     try:
         async with asyncio.timeout(ctx.timeout):

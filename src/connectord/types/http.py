@@ -27,10 +27,15 @@ from urllib.parse import quote
 
 from pydantic import SecretStr
 
-from connectord.egress import parse_ip_literal
 from connectord.model import Capability, ErrorKind
+from connectord.network.egress import parse_ip_literal
+from connectord.network.endpoints import host_key
+from connectord.network.failures import aiohttp_error_kind, error_text
+from connectord.network.http import read_at_most
+from connectord.network.tls import certificate_details
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import redact_url, scrub, scrub_text
+from connectord.timing import ms_between
 from connectord.types._http_config import (
     HTTP_TOKEN,
     MAX_REDIRECTS,
@@ -41,15 +46,6 @@ from connectord.types._http_config import (
     NoAuth,
     OAuth2ClientCredentials,
     is_credential_header,
-)
-from connectord.types._net import (
-    aiohttp_error_kind,
-    certificate_details,
-    error_text,
-    host_key,
-    ms_between,
-    read_at_most,
-    tls_context,
 )
 from connectord.types.endpoint import EndpointRule
 
@@ -159,7 +155,7 @@ def _current_hop() -> _Hop | None:
 def _connector_class() -> type[aiohttp.TCPConnector]:
     import aiohttp
 
-    from connectord.types._checked_http import CheckedResolver
+    from connectord.network.http import CheckedResolver
 
     class PinnedResolver(CheckedResolver):
         """Answers only the names the egress policy checked for this test, with its addresses."""
@@ -289,7 +285,7 @@ class _Run:
         self.where = f"{url.host}:{port}"
         hop = _Hop(url, resolve_start=time.perf_counter())
         self.hops.append(hop)
-        destinations = await self.ctx.egress.resolve(host, port)
+        destinations = await self.ctx.network.resolve(host, port)
         hop.resolve_end = time.perf_counter()
         literal = parse_ip_literal(host)
         if literal is not None:  # aiohttp refuses legacy spellings: send the checked form
@@ -298,7 +294,7 @@ class _Run:
             self.pins[host_key(host)] = [d.address for d in destinations]
         ssl_arg: ssl.SSLContext | bool = True
         if url.scheme == "https":
-            ssl_arg = tls_context(self.config.tls_verify, self.config.ca_pem, ALPN)
+            ssl_arg = self.ctx.network.tls(self.config.tls_verify, self.config.ca_pem, ALPN)
         response = await session.request(method, url, allow_redirects=False, ssl=ssl_arg, **kwargs)
         hop.first_byte = time.perf_counter()
         return response, hop

@@ -27,11 +27,11 @@ from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
 
-from connectord.egress import EgressPolicy, parse_ip_literal
 from connectord.model import Capability, ErrorKind
+from connectord.network.egress import EgressPolicy, parse_ip_literal
+from connectord.network.tls import CaPem, tls_context, tls_error
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import scrub_text
-from connectord.types._net import CaPem, tls_context, tls_error
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
@@ -438,14 +438,14 @@ class McpType(ConnectorType):
         start = time.perf_counter()
         try:
             async with asyncio.timeout_at(deadline):
-                destinations = await ctx.egress.resolve(host, port)
+                destinations = await ctx.network.resolve(host, port)
         except TimeoutError as exc:
             raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s (resolving)") from exc
         phases["resolve_ms"] = _ms(start)
         transport = _pinned_transport_class()(
-            ctx.egress,
+            ctx.network.egress,
             {(host, port): destinations[0].address},
-            tls_context(config.tls_verify, config.ca_pem, _ALPN),
+            ctx.network.tls(config.tls_verify, config.ca_pem, _ALPN),
         )
         try:
             async with asyncio.timeout_at(deadline), _refused_other_origin():

@@ -5,7 +5,7 @@ when the user opts in with ``invoke`` (an invoke may have side effects).
 ``aws_lambda``: ``GetFunction``, then ``Invoke`` with ``InvocationType=DryRun``
 (the service checks the request and the permissions; the function code never runs).
 
-The HTTP client (:class:`~connectord.types._checked_http.CheckedHttp`, which
+The HTTP client (:class:`~connectord.network.http.CheckedHttp`, which
 connects only to egress-checked addresses) is shared with the vector probe; the
 AWS client settings and error mapping with the file probe (``_aws.py``).
 """
@@ -18,10 +18,13 @@ from typing import Any, ClassVar
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability
+from connectord.network.endpoints import parse_http_url
+from connectord.network.failures import aiohttp_error_kind
+from connectord.network.http import EgressResolver, map_aiohttp_error, status_error
+from connectord.network.tls import CaPem
+from connectord.timing import timed
 from connectord.types._aws import aws_config, aws_session, checked_resolver, map_botocore_error
-from connectord.types._checked_http import CheckedHttp, EgressResolver, map_aiohttp_error, status_error
-from connectord.types._net import CaPem, aiohttp_error_kind, parse_http_url, reveal, timed
-from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeOutcome
+from connectord.types.base import ConnectorConfig, ConnectorType, ProbeContext, ProbeOutcome, reveal
 from connectord.types.endpoint import EndpointRule
 
 __all__ = [
@@ -144,8 +147,8 @@ async def _probe_http_function(ctx: ProbeContext, config: ServerlessConfig) -> P
         headers["Authorization"] = f"Bearer {config.bearer_token.get_secret_value()}"
     elif config.auth is HttpAuth.API_KEY and config.api_key is not None:
         headers[config.api_key_header] = config.api_key.get_secret_value()
-    async with CheckedHttp(
-        ctx, ctx.endpoint or "", headers=headers, tls_verify=config.tls_verify, ca_pem=config.ca_pem
+    async with ctx.network.http(
+        ctx.endpoint or "", ctx.timeout, headers=headers, tls_verify=config.tls_verify, ca_pem=config.ca_pem
     ) as http:
         if config.invoke:
             method, url = "POST", http.url("")

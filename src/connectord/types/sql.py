@@ -9,7 +9,7 @@ Public helpers other types reuse (pgvector in ``types/vector.py``); their
 signatures are stable:
 
 - ``await connect_postgres(ctx, host, port, database, user, *, ssl_mode=None, ca_pem=None)``
-  resolves ``host`` through ``ctx.egress``, connects to the checked address
+  resolves ``host`` through ``ctx.network``, connects to the checked address
   with ``ctx.config.password`` and returns ``(asyncpg.Connection, phases)``
   (``resolve_ms``, ``connect_ms``). ``ssl_mode`` and ``ca_pem`` default to the
   config's fields of those names (``prefer`` and none). The caller closes the
@@ -37,10 +37,10 @@ from urllib.parse import quote, unquote, urlsplit
 
 from pydantic import Field, field_validator
 
-from connectord.egress import path_in_roots
 from connectord.model import Capability, ErrorKind
+from connectord.network import Network
+from connectord.network.tls import CaPem
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types._net import CaPem
 from connectord.types._sql_common import (
     DEFAULT_CAPABILITIES,
     DEFAULT_PORTS,
@@ -211,7 +211,7 @@ def resolve_target(endpoint: str | None, config: SqlConfig) -> Target:
 # --- SQLite ---------------------------------------------------------------------------
 
 
-def sqlite_path(raw: str | None, roots: tuple[str, ...], denied: tuple[str, ...] = ()) -> str:
+def sqlite_path(raw: str | None, network: Network) -> str:
     """The real path of a SQLite file inside a configured root.
 
     Outside every root (also through ``..`` or a symlink) is ``egress_denied``;
@@ -222,7 +222,7 @@ def sqlite_path(raw: str | None, roots: tuple[str, ...], denied: tuple[str, ...]
         raise ProbeError(ErrorKind.INVALID_CONFIG, "the SQLite file path is required (sqlite:///path)")
     if not os.path.isabs(raw):
         raise ProbeError(ErrorKind.INVALID_CONFIG, "the SQLite file path must be absolute")
-    real = path_in_roots(raw, roots, denied)
+    real = network.local_path(raw)
     try:
         mode = os.stat(real).st_mode
     except FileNotFoundError as exc:
@@ -255,7 +255,7 @@ def _sqlite_run(path: str, probe_query: str, seconds: float) -> dict[str, Any]:
 
 
 async def _probe_sqlite(ctx: ProbeContext, config: SqlConfig, target: Target) -> ProbeOutcome:
-    path = sqlite_path(target.database, ctx.file_roots, ctx.file_denied)
+    path = sqlite_path(target.database, ctx.network)
     start = time.perf_counter()
     try:
         found = await asyncio.wait_for(

@@ -27,8 +27,8 @@ from urllib.parse import unquote, urlsplit
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.network.tls import CaPem
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types._net import CaPem, PinnedNameContext, pinned_tls_context
 from connectord.types._stream_amqp import map_amqp_error, probe_amqp
 from connectord.types._stream_common import Call
 from connectord.types._stream_kafka import _kafka_log_filter as _kafka_log_filter  # tests check it
@@ -43,7 +43,6 @@ __all__ = [
     "DEFAULT_TLS_PORTS",
     "PROTOCOL_FIELDS",
     "SCHEMES",
-    "PinnedNameContext",
     "Protocol",
     "StreamConfig",
     "StreamTarget",
@@ -53,7 +52,6 @@ __all__ = [
     "map_mqtt_error",
     "map_nats_error",
     "map_redis_error",
-    "pinned_tls_context",
     "protocol_problem",
     "stream_target",
 ]
@@ -229,7 +227,7 @@ class StreamType(ConnectorType):
         target = stream_target(ctx.endpoint, config)
         run, mapper = _PROBES[target.protocol]
         start = time.perf_counter()
-        destination = (await ctx.egress.resolve(target.host, target.port))[0]
+        destination = (await ctx.network.resolve(target.host, target.port))[0]
         # Drivers get a little less than the bound, so they fail on their own, cleanly,
         # before the bound (ours here, the facade's around us) cancels them.
         left = ctx.timeout - (time.perf_counter() - start)

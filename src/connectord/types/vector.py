@@ -5,7 +5,7 @@ version API and reports ``provider``, ``server_version``, ``collection_count``
 and, for a named ``collection``, its ``dimension`` and ``metric`` where the
 provider tells them. pgvector goes through the sql type's PostgreSQL
 connection; Milvus through pymilvus (gRPC) in a thread; the others over HTTP
-with :class:`~connectord.types._checked_http.CheckedHttp`, which connects only to
+with :class:`~connectord.network.http.CheckedHttp`, which connects only to
 egress-checked addresses.
 """
 
@@ -26,17 +26,13 @@ from urllib.parse import quote, unquote
 from pydantic import Field, SecretStr, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.network.endpoints import open_tcp, parse_http_url, split_endpoint
+from connectord.network.failures import first_in_chain
+from connectord.network.http import CheckedHttp, status_error
+from connectord.network.tls import CaPem
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.types._checked_http import CheckedHttp, status_error
-from connectord.types._net import (
-    CaPem,
-    first_in_chain,
-    open_tcp,
-    parse_http_url,
-    reveal,
-    split_endpoint,
-    timed,
-)
+from connectord.timing import timed
+from connectord.types.base import reveal
 from connectord.types.endpoint import EndpointRule
 from connectord.types.sql import SslMode
 
@@ -166,9 +162,9 @@ class VectorType(ConnectorType):
 
 
 def _http(ctx: ProbeContext, config: VectorConfig, headers: dict[str, str], endpoint: str) -> CheckedHttp:
-    return CheckedHttp(
-        ctx,
+    return ctx.network.http(
         endpoint,
+        ctx.timeout,
         default_port=DEFAULT_PORTS[config.provider],
         headers={"Accept": "application/json", "User-Agent": "connectord-probe", **headers},
         tls_verify=config.tls_verify,
@@ -408,7 +404,7 @@ async def _probe_milvus(ctx: ProbeContext, config: VectorConfig) -> dict[str, An
     deadline = time.monotonic() + ctx.timeout
     phases: dict[str, float] = {}
     with timed(phases, "resolve_ms"):
-        destinations = await ctx.egress.resolve(host, port)
+        destinations = await ctx.network.resolve(host, port)
     address = destinations[0].address
     with timed(phases, "connect_ms"):
         # Tell refused and silent servers apart before gRPC folds both into one error.

@@ -24,10 +24,9 @@ from __future__ import annotations
 import asyncio
 import functools
 import ipaddress
-import os
 import re
 import socket
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from connectord.errors import ProbeError
@@ -283,45 +282,3 @@ def _part_value(part: str) -> int | None:
     if len(part) > 1 and part.startswith("0"):
         return int(part, 8) if all(c in "01234567" for c in part) else None
     return int(part)
-
-
-# --- the file-root policy ----------------------------------------------------------------
-
-#: In a file root, replaced by the tenant's id: each tenant gets a root of its own.
-TENANT_PLACEHOLDER = "{tenant}"
-
-
-def tenant_roots(roots: Iterable[str], tenant_id: str | None) -> tuple[str, ...]:
-    """The roots a tenant's probes may use: ``{tenant}`` replaced by its id. A root with the
-    placeholder is left out when no tenant is known; a root without it is shared."""
-    return tuple(
-        root.replace(TENANT_PLACEHOLDER, tenant_id) if tenant_id else root
-        for root in roots
-        if tenant_id or TENANT_PLACEHOLDER not in root
-    )
-
-
-def path_in_roots(path: str, roots: Sequence[str], denied: Sequence[str] = ()) -> str:
-    """The real path of ``path`` (symlinks and ``..`` resolved) if it lies under a root and
-    under no ``denied`` folder (the server's data directory); ``egress_denied`` otherwise.
-
-    Checked before anything is read, so a probe cannot learn what exists outside.
-    """
-    if not roots:
-        raise ProbeError(
-            ErrorKind.EGRESS_DENIED, "file policy: no file roots are configured (CONNECTORD_FILE_ROOTS)"
-        )
-    real = os.path.realpath(path)
-
-    def under(folder: str) -> bool:
-        folder = os.path.realpath(folder)
-        return os.path.commonpath([real, folder]) == folder
-
-    if not any(under(root) for root in roots):
-        raise ProbeError(
-            ErrorKind.EGRESS_DENIED,
-            "file policy: the path is outside the configured file roots (CONNECTORD_FILE_ROOTS)",
-        )
-    if any(under(folder) for folder in denied):
-        raise ProbeError(ErrorKind.EGRESS_DENIED, "file policy: the server's data directory is never served")
-    return real

@@ -23,23 +23,17 @@ from typing import TYPE_CHECKING, Any
 
 from aiohttp.abc import AbstractResolver, ResolveResult
 
+from connectord.errors import ProbeError
 from connectord.model import ErrorKind
-from connectord.plugin import ProbeContext, ProbeError
-from connectord.types._net import (
-    aiohttp_error_kind,
-    error_text,
-    host_key,
-    ms_since,
-    parse_http_url,
-    read_at_most,
-    timed,
-    tls_context,
-)
+from connectord.network.endpoints import host_key, parse_http_url
+from connectord.network.failures import aiohttp_error_kind, error_text
+from connectord.network.tls import tls_context
+from connectord.timing import ms_since, timed
 
 if TYPE_CHECKING:
     import aiohttp
 
-    from connectord.egress import Destination, EgressPolicy
+    from connectord.network.egress import Destination, EgressPolicy
 
 MAX_BODY_BYTES = 4 * 1024 * 1024
 
@@ -123,6 +117,19 @@ class EgressResolver(CheckedResolver):
         return found
 
 
+async def read_at_most(response: aiohttp.ClientResponse, limit: int) -> bytes:
+    """At most ``limit`` bytes of the body; the rest is dropped with the connection."""
+    chunks: list[bytes] = []
+    size = 0
+    while size < limit:
+        chunk = await response.content.read(limit - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    return b"".join(chunks)
+
+
 def map_aiohttp_error(exc: BaseException, target: str, resolver: EgressResolver | None = None) -> ProbeError:
     """An aiohttp error as a :class:`ProbeError`; ``target`` (``host:port``) names the server."""
     if resolver is not None and resolver.refusal is not None:
@@ -152,7 +159,8 @@ class CheckedHttp:
 
     def __init__(
         self,
-        ctx: ProbeContext,
+        policy: EgressPolicy,
+        timeout: float,
         base_url: str,
         *,
         default_port: int = 80,
@@ -165,7 +173,8 @@ class CheckedHttp:
         )
         self.target = f"{self.host}:{self.port}"
         self.phases: dict[str, float] = {}
-        self._ctx = ctx
+        self._policy = policy
+        self._timeout = timeout
         self._headers = dict(headers or {})
         self._tls_verify = tls_verify
         self._ca_pem = ca_pem
@@ -176,8 +185,8 @@ class CheckedHttp:
         import aiohttp
 
         with timed(self.phases, "resolve_ms"):
-            destinations = await self._ctx.egress.resolve(self.host, self.port)
-        self.resolver = EgressResolver(self._ctx.egress, destinations)
+            destinations = await self._policy.resolve(self.host, self.port)
+        self.resolver = EgressResolver(self._policy, destinations)
         tls: ssl.SSLContext | bool = False
         if self.scheme == "https":
             tls = tls_context(self._tls_verify, self._ca_pem)
@@ -196,7 +205,7 @@ class CheckedHttp:
         connector = aiohttp.TCPConnector(ssl=tls, force_close=True, limit=4, **self.resolver.connector_args())
         self._session = aiohttp.ClientSession(
             connector=connector,
-            timeout=aiohttp.ClientTimeout(total=self._ctx.timeout),
+            timeout=aiohttp.ClientTimeout(total=self._timeout),
             trace_configs=[trace],
             trust_env=False,  # a proxy from the environment would bypass the egress check
             headers=self._headers,
