@@ -25,9 +25,13 @@ run: install
 	CONNECTORD_EGRESS_ALLOW=$${CONNECTORD_EGRESS_ALLOW:-127.0.0.0/8,::1/128} \
 	$(VENV)/bin/connectord serve --demo
 
+# The console's browser tests save a screenshot of each page they visit (docs/console.md).
+SCREENSHOTS := $(CURDIR)/build/screenshots/console
+
 test: install
 	bash scripts/ensure-services.sh
-	$(PY) -m pytest $(PYTEST_ARGS)
+	bash scripts/ensure-chromium.sh
+	$(PY) -m pytest $(PYTEST_ARGS); status=$$?; echo "Console screenshots: $(SCREENSHOTS)"; exit $$status
 
 # The layering (docs/architecture.md) is a contract: .importlinter.
 lint: install

@@ -55,7 +55,14 @@ def serve(
 ) -> Iterator[ServerProcess]:
     """Start ``connectord serve`` on SQLite in ``data`` and stop it by PID afterwards."""
     env = {k: v for k, v in os.environ.items() if k not in CLI_ENV}
-    env |= {"CONNECTORD_DATA_DIR": str(data), "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8", **(extra_env or {})}
+    # The scheduler is off unless a test turns it on: a check at a random moment would
+    # change what other tests observe.
+    env |= {
+        "CONNECTORD_DATA_DIR": str(data),
+        "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8",
+        "CONNECTORD_SCHEDULER": "off",
+        **(extra_env or {}),
+    }
     run_cli(env, "tenants", "create", "ops")
     admin_key = run_cli(env, "keys", "create", "--tenant", "ops", "--scope", "admin", "--key-only")
     port = free_port()

@@ -114,3 +114,15 @@ def test_readme_rest_quickstart_runs_as_written(tmp_path: Path) -> None:
             {"success": True, "status_code": 200},
         ]
     )
+
+
+def test_readme_receiving_webhooks_runs_as_written(tmp_path: Path) -> None:
+    """The receiver verifies the delivery's signature with the reference package and prints it."""
+    shell, python = _blocks("Receiving webhooks", "sh"), _blocks("Receiving webhooks", "python")
+    assert len(shell) == 2
+    assert len(python) == 1
+    script = f"{shell[0]}python3 - <<'RECEIVER'\n{python[0]}RECEIVER\n{shell[1]}"
+    script = script.replace("8080", str(free_port())).replace("8090", str(free_port()))
+    done = _run_script(script, tmp_path)
+    assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
+    assert done.stdout.splitlines() == ["connector.created orders"]

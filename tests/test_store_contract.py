@@ -91,13 +91,17 @@ async def test_register_get_list_round_trip(facade: ConnectorsFacade, tenant: st
     assert (await facade.list_connectors_page(tenant)).items == [info]
 
 
+#: A connector's own scheduling (docs/health.md), beside the design's fields.
+SCHEDULE_FIELDS = {"check_interval", "failure_threshold"}
+
+
 async def test_to_dict_has_exactly_the_design_fields(facade: ConnectorsFacade, tenant: str) -> None:
     info = await facade.register_connector(tenant, "c", "custom", endpoint="h.invalid:1")
     stored = await facade.get_connector(info.id, tenant)
     assert stored is not None
     for candidate in (info, stored):
         data = candidate.to_dict()
-        assert set(data) == DESIGN_FIELDS | {"secret_fields", "version"}
+        assert set(data) == DESIGN_FIELDS | {"secret_fields", "version"} | SCHEDULE_FIELDS
         assert _is_aware_iso(data["created_at"])
         assert data["updated_at"] is None
         assert data["last_used_at"] is None

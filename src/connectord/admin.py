@@ -10,6 +10,7 @@ from connectord.errors import AuthenticationError, NotFoundError, ValidationErro
 from connectord.errors import FieldError as _FieldError
 from connectord.facade import ConnectorsFacade
 from connectord.model import TENANT_SCOPES, AuditEvent, Scope, TenantRecord, new_id, utcnow
+from connectord.notify.webhooks import open_secret, seal_secret
 from connectord.store.base import ApiKeyRecord, Store
 from connectord.validation import check_name
 
@@ -171,6 +172,14 @@ class Admin:
                 resealed = ring.seal_tree(tree, tenant.id, connector_id)
                 # A concurrent update wrote a fresh secret under the primary already: fine.
                 if await store.replace_secret(tenant.id, connector_id, sealed, resealed):
+                    rotated += 1
+            # Webhooks' signing secrets are sealed by the same ring (connectord.notify.webhooks).
+            for webhook_id, sealed in await store.list_webhook_secrets(tenant.id):
+                if sealed.key_id == ring.primary_id:
+                    continue
+                signing = open_secret(ring, sealed, tenant.id, webhook_id)
+                resealed = seal_secret(ring, signing, tenant.id, webhook_id)
+                if await store.replace_webhook_secret(tenant.id, webhook_id, sealed, resealed):
                     rotated += 1
             if rotated:
                 await store.append_audit(

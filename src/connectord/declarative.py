@@ -11,6 +11,8 @@ The file format (``apiVersion: connectord/v1``)::
           password: ${ORDERS_DB_PASSWORD}     # a reference, never a value
         metadata: {team: data}
         status: disconnected                  # optional: disconnected or deprecated
+        check_interval: 60                    # optional: seconds (0: off); absent: the server's
+        failure_threshold: 5                  # optional; absent: the server's
 
 A secret field (``writeOnly`` in the type's JSON Schema) holds a reference
 only: ``${ENV_VAR}`` or ``file:PATH`` (relative to the file's folder). Apply
@@ -38,13 +40,24 @@ from urllib.parse import urlsplit
 
 import yaml
 
-from connectord.definitions import destinations
+from connectord.definitions import check_check_interval, check_failure_threshold, destinations
 from connectord.errors import FieldError, ValidationError
-from connectord.model import ConnectorInfo, ConnectorStatus
+from connectord.model import UNSET, ConnectorInfo, ConnectorStatus, Unset
 from connectord.types.endpoint import EndpointRule, split_credentials
 
 API_VERSION = "connectord/v1"
-ENTRY_KEYS = ("name", "connector_type", "endpoint", "config", "metadata", "status")
+ENTRY_KEYS = (
+    "name",
+    "connector_type",
+    "endpoint",
+    "config",
+    "metadata",
+    "status",
+    "check_interval",
+    "failure_threshold",
+)
+#: The scheduling keys and the check of each (``None``, absent, is the server's default).
+SCHEDULE_KEYS = {"check_interval": check_check_interval, "failure_threshold": check_failure_threshold}
 #: The first name of ``connector_type`` in files; still read, so files written with it keep working.
 TYPE_ALIAS = "type"
 #: The statuses a file may declare: the ones a user sets and tests do not change.
@@ -72,6 +85,9 @@ class ConnectorsAPI(Protocol):
         endpoint: str | None = None,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        *,
+        check_interval: float | None = None,
+        failure_threshold: int | None = None,
     ) -> ConnectorInfo:
         """Register a connector."""
         ...
@@ -85,6 +101,9 @@ class ConnectorsAPI(Protocol):
         metadata: Mapping[str, Any] | None = None,
         status: str | None = None,
         if_version: int | None = None,
+        *,
+        check_interval: float | Unset | None = UNSET,
+        failure_threshold: int | Unset | None = UNSET,
     ) -> ConnectorInfo | None:
         """Update a connector."""
         ...
@@ -193,6 +212,8 @@ class Declared:
     status: str | None
     #: The key the file used for the type: ``connector_type``, or its old name ``type``.
     type_key: str = "connector_type"
+    #: ``check_interval`` and ``failure_threshold`` as declared (absent: ``None``).
+    schedule: dict[str, Any] = field(default_factory=dict)
 
 
 def _err(loc: Loc, msg: str) -> FieldError:
@@ -278,6 +299,12 @@ def _parse_entry(
     status = entry.get("status")
     if status is not None and status not in DECLARABLE_STATUSES:
         errors.append(_err((*loc, "status"), f"must be one of {', '.join(DECLARABLE_STATUSES)} or absent"))
+    schedule: dict[str, Any] = {}
+    for key, check in SCHEDULE_KEYS.items():
+        try:
+            schedule[key] = check(entry.get(key))
+        except ValidationError as exc:
+            errors.extend(_err((*loc, *fe.loc), fe.msg) for fe in exc.errors)
     if len(errors) > before:
         return None
     assert isinstance(name, str)  # checked above
@@ -291,7 +318,7 @@ def _parse_entry(
                     "is a secret: write a reference (${ENV_VAR} or file:PATH), never the value",
                 )
             )
-    return Declared(index, name, ctype, endpoint, public, refs, dict(metadata), status, type_key)
+    return Declared(index, name, ctype, endpoint, public, refs, dict(metadata), status, type_key, schedule)
 
 
 def _has_password(endpoint: str) -> bool:
@@ -424,9 +451,18 @@ def _compare(d: Declared, current: ConnectorInfo | None, update_secrets: bool) -
     if status is not None:
         change.updates["status"] = status
         change.notes.append(f"status: {current.status} -> {status}")
+    for key in SCHEDULE_KEYS:  # not declared means the server's default
+        wanted, have_value = d.schedule.get(key), getattr(current, key)
+        if wanted != have_value:
+            change.updates[key] = wanted
+            change.notes.append(f"{key}: {_or_default(have_value)} -> {_or_default(wanted)}")
     if not change.updates:
         change.action = UNCHANGED
     return change
+
+
+def _or_default(value: object) -> str:
+    return "(default)" if value is None else f"{value:g}" if isinstance(value, float) else str(value)
 
 
 def _wanted_status(declared: str | None, current: str) -> str | None:
@@ -491,8 +527,9 @@ def with_secrets(public: Mapping[str, Any], values: Mapping[str, Any]) -> dict[s
 async def _create(api: ConnectorsAPI, change: Change, values: Mapping[str, str]) -> None:
     d = change.declared
     assert d is not None
+    schedule = {k: v for k, v in d.schedule.items() if v is not None}
     info = await api.register_connector(
-        d.name, d.connector_type, d.endpoint, with_secrets(d.config, values), d.metadata
+        d.name, d.connector_type, d.endpoint, with_secrets(d.config, values), d.metadata, **schedule
     )
     if d.status:
         await api.update_connector(info.id, status=d.status, if_version=info.version)
@@ -537,6 +574,7 @@ async def export_document(api: ConnectorsAPI, connector_type: str | None = None)
             entry["metadata"] = info.metadata
         if info.status in DECLARABLE_STATUSES:
             entry["status"] = info.status
+        entry |= {k: getattr(info, k) for k in SCHEDULE_KEYS if getattr(info, k) is not None}
         entries.append(entry)
     return {"apiVersion": API_VERSION, "connectors": entries}
 

@@ -10,6 +10,7 @@ config's secrets on the way.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -134,3 +135,48 @@ def _split(config: ConnectorConfig) -> tuple[dict[str, Any], SecretTree]:
     # use URL, path or datetime fields, and the public part is stored and served as JSON.
     public, secrets = split_secrets(config.model_dump(mode="python", exclude_unset=True, exclude_none=True))
     return to_jsonable_python(public), secrets
+
+
+# --- scheduled checks: a connector's own interval and failure threshold --------------------
+
+#: The shortest check interval a connector may ask for, in seconds (``0`` aside: off).
+MIN_CHECK_INTERVAL = 1.0
+#: The longest: 30 days (a rarer check says little about health).
+MAX_CHECK_INTERVAL = 30 * 86400.0
+#: The largest failure threshold (failed checks in a row before ``connector.down``).
+MAX_FAILURE_THRESHOLD = 1000
+
+
+def check_check_interval(value: object) -> float | None:
+    """A connector's ``check_interval``: ``None`` (the server's default), ``0`` (no
+    scheduled checks) or seconds from :data:`MIN_CHECK_INTERVAL` to
+    :data:`MAX_CHECK_INTERVAL`, fractions allowed."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+        raise _schedule_error("check_interval", "must be a number of seconds")
+    if value != 0 and not MIN_CHECK_INTERVAL <= value <= MAX_CHECK_INTERVAL:
+        raise _schedule_error(
+            "check_interval",
+            f"must be 0 (off) or from {MIN_CHECK_INTERVAL:g} to {MAX_CHECK_INTERVAL:g} seconds",
+        )
+    return float(value)
+
+
+def check_failure_threshold(value: object) -> int | None:
+    """A connector's ``failure_threshold``: ``None`` (the server's default) or 1 to
+    :data:`MAX_FAILURE_THRESHOLD` failed checks in a row."""
+    if value is None:
+        return None
+    # A float that is a whole number (JSON 3.0) is that number; 2.5 failures is not.
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise _schedule_error("failure_threshold", "must be a whole number")
+    if not 1 <= value <= MAX_FAILURE_THRESHOLD:
+        raise _schedule_error("failure_threshold", f"must be from 1 to {MAX_FAILURE_THRESHOLD}")
+    return value
+
+
+def _schedule_error(field: str, msg: str) -> ValidationError:
+    return ValidationError(f"invalid {field}", [FieldError((field,), msg)])

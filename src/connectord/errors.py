@@ -21,6 +21,8 @@ reaches the core. Slug and status of each class, and when it is raised::
     ├── SecretsError               500 secrets            secrets cannot be encrypted or decrypted
     ├── ConfigurationError         500 configuration      the settings are unusable (raised at start)
     ├── StoreError                 503 store-unavailable  the store is unavailable or failed
+    ├── NotReadyError              503 not-ready          the server cannot serve (``/readyz``: database,
+    │                                                     schema, key ring or scheduler not ready)
     ├── ProbeError                 502 probe-failed       a connection to a connector failed in a known
     │                                                     way (``kind``; 504 for ``ErrorKind.TIMEOUT``)
     └── TransportError             502 transport          the SDK could not reach the server, or the
@@ -198,6 +200,18 @@ class StoreError(ConnectordError):
     slug = "store-unavailable"
     status = 503
     title = "Store unavailable"
+
+
+class NotReadyError(ConnectordError):
+    """Raised by the readiness check: the database does not answer in time, its schema is
+    not at this release's head, the key ring is not loaded, or the scheduler is not running
+    where it should. The message says which."""
+
+    slug = "not-ready"
+    status = 503
+    title = "Not ready"
+    #: The reason is connectord's own words (never a driver's text): operators need it.
+    public = True
 
 
 class ProbeError(ConnectordError):

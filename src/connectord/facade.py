@@ -12,36 +12,58 @@ and :mod:`~connectord.idempotency`. Nothing here knows about HTTP.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from datetime import datetime, timedelta
 from typing import Any
 
 from connectord import idempotency
-from connectord.definitions import Definition, connector_type, validate_definition
+from connectord.bulk import BulkTests
+from connectord.definitions import (
+    Definition,
+    check_check_interval,
+    check_failure_threshold,
+    connector_type,
+    validate_definition,
+)
 from connectord.errors import (
     ConflictError,
     FieldError,
     InvalidTransitionError,
     NotFoundError,
+    NotReadyError,
     ValidationError,
     VersionConflictError,
 )
 from connectord.lifecycle import changes_after_test, check_status, next_status
 from connectord.model import (
+    UNSET,
     AuditEvent,
+    BulkTest,
     ConnectorInfo,
     ConnectorStatus,
+    DeliveryInfo,
+    Event,
+    EventType,
+    HealthSummary,
     Page,
+    RecentTests,
     TestResult,
+    Unset,
+    WebhookInfo,
     new_id,
     utcnow,
 )
 from connectord.network.egress import EgressPolicy
+from connectord.notify import webhooks
+from connectord.notify.webhooks import after_update, connector_event
 from connectord.paging import MAX_LIMIT, check_limit, check_offset, decode_cursor, encode_cursor
 from connectord.runner import ProbeRunner, TestObserver
+from connectord.secret_refs import references_in
 from connectord.secrets import KeyRing, SecretTree, keyring_from_settings, secret_paths
 from connectord.settings import Settings
-from connectord.store.base import KEEP, IdempotencyRecord, Store
+from connectord.store.base import KEEP, ClaimedCheck, ClaimedDelivery, IdempotencyRecord, SessionLock, Store
 from connectord.types.registry import TypeRegistry
 from connectord.validation import check_metadata, check_name, check_tenant_id, is_id
 
@@ -79,6 +101,8 @@ class ConnectorsFacade:
         self.runner = ProbeRunner(self._registry, self.settings, EgressPolicy(self.settings.egress_allow))
         self._started = False
         self._start_lock = asyncio.Lock()
+        #: The bulk tests this process runs (docs/health.md).
+        self._bulk = BulkTests()
 
     @property
     def registry(self) -> TypeRegistry:
@@ -109,7 +133,8 @@ class ConnectorsFacade:
                 self._started = True
 
     async def aclose(self) -> None:
-        """Release the store."""
+        """Cancel the bulk tests still running here (each records itself cancelled); release the store."""
+        await self._bulk.close()
         if self._started:
             await self.store.close()
             self._started = False
@@ -120,6 +145,25 @@ class ConnectorsFacade:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.aclose()
+
+    async def check_ready(self, bound: float = 2.0) -> None:
+        """Raise :class:`NotReadyError` (saying why) unless the database answers within
+        ``bound`` seconds, its schema is at this release's head and the key ring is loaded."""
+        from connectord.store.migrate import head_revision
+
+        if not self.keyring.key_ids:
+            raise NotReadyError("the key ring holds no key")
+        try:
+            async with asyncio.timeout(bound):
+                store = await self._store()
+                revision = await store.schema_revision()
+        except TimeoutError:
+            raise NotReadyError(f"the database did not answer within {bound:g} s") from None
+        except Exception as exc:  # noqa: BLE001 - any driver failure means: not ready
+            logger.warning("readiness: the database failed: %s", type(exc).__name__)
+            raise NotReadyError(f"the database is unreachable ({type(exc).__name__})") from None
+        if revision != head_revision():
+            raise NotReadyError(f"the database schema is at {revision}, not at {head_revision()}")
 
     async def _store(self, tenant_id: object = _UNCHECKED) -> Store:
         """The started store, after checking the tenant id every public method takes
@@ -159,11 +203,14 @@ class ConnectorsFacade:
         limit: int = 100,
         cursor: str | None = None,
         offset: int = 0,
+        *,
+        name_contains: str | None = None,
     ) -> Page[ConnectorInfo]:
         """One keyset page: the cost is the same on page 1 and page 10,000.
 
         Pass the previous page's ``next_cursor`` to continue; rows inserted while
-        paging never cause a duplicate or a gap.
+        paging never cause a duplicate or a gap. ``name_contains`` keeps the connectors
+        whose name holds that text, ignoring case.
         """
         limit = check_limit(limit)
         store = await self._store(tenant_id)
@@ -174,6 +221,7 @@ class ConnectorsFacade:
             limit=limit + 1,
             offset=check_offset(offset),
             after=decode_cursor(cursor),
+            name_contains=_name_filter(name_contains),
         )
         more = len(items) > limit
         items = items[:limit]
@@ -205,9 +253,13 @@ class ConnectorsFacade:
         *,
         actor: str = "library",
         idempotency_key: str | None = None,
+        check_interval: float | None = None,
+        failure_threshold: int | None = None,
     ) -> ConnectorInfo:
         """Validate and store a new connector (status ``registered``); secrets are sealed.
 
+        ``check_interval`` (seconds; ``0`` turns scheduled checks off) and
+        ``failure_threshold`` override the server's defaults for this connector.
         With ``idempotency_key``, a retry of the same request within 24 hours returns
         the first result instead of creating a duplicate; the same key with another
         request is refused.
@@ -215,20 +267,26 @@ class ConnectorsFacade:
         store = await self._store(tenant_id)
         record: IdempotencyRecord | None = None
         if idempotency_key is not None:
-            request = [name, connector_type, endpoint, config, metadata]
+            request: list[Any] = [name, connector_type, endpoint, config, metadata]
+            if check_interval is not None or failure_threshold is not None:
+                # Only then: the keys recorded before these fields existed still match.
+                request += [check_interval, failure_threshold]
             record = idempotency.new_record(idempotency_key, request, self.keyring)
             first = await idempotency.replay(store, tenant_id, record)
             if first is not None:
                 return first
         info, secrets = self._build(tenant_id, name, connector_type, endpoint, config, metadata)
+        info.check_interval = check_check_interval(check_interval)
+        info.failure_threshold = check_failure_threshold(failure_threshold)
         sealed = self.keyring.seal_tree(secrets, tenant_id, info.id) if secrets else None
         audit = self._audit(
             tenant_id, actor, "connector.create", info.id, {"name": info.name, "type": info.connector_type}
         )
         if record is not None:
             record = idempotency.with_response(record, info)
+        created = connector_event(EventType.CONNECTOR_CREATED, info)
         try:
-            await store.insert_connector(tenant_id, info, sealed, audit, record)
+            await store.insert_connector(tenant_id, info, sealed, audit, record, events=[created])
         except ConflictError:
             first = await idempotency.replay(store, tenant_id, record) if record is not None else None
             if first is None:
@@ -251,6 +309,7 @@ class ConnectorsFacade:
         name = check_name(name)
         meta = check_metadata(metadata)
         definition = validate_definition(ctype, endpoint, config)
+        self._check_references(definition.secrets, tenant_id)
         info = ConnectorInfo(
             id=new_id(),
             name=name,
@@ -281,16 +340,20 @@ class ConnectorsFacade:
         status: str | None = None,
         expected_version: int | None = None,
         actor: str = "library",
+        check_interval: float | Unset | None = UNSET,
+        failure_threshold: int | Unset | None = UNSET,
     ) -> ConnectorInfo | None:
         """Change the fields given; ``None`` if there is no such connector.
 
         ``endpoint=""`` clears the endpoint. A ``config`` replaces the stored one,
         except that secrets it omits are kept and secrets it sets to ``None`` are
-        removed. With ``expected_version``, a stale version raises
-        :class:`VersionConflictError` and changes nothing; without it, the last
-        write wins: a concurrent change is retried on the fresh state.
+        removed. ``check_interval`` and ``failure_threshold`` change when given;
+        ``None`` puts them back on the server's default. With ``expected_version``,
+        a stale version raises :class:`VersionConflictError` and changes nothing;
+        without it, the last write wins: a concurrent change is retried on the fresh state.
         """
         store = await self._store(tenant_id)
+        schedule = _schedule(check_interval, failure_threshold)
         while True:
             current = await self._get(store, tenant_id, connector_id)
             if current is None:
@@ -301,12 +364,18 @@ class ConnectorsFacade:
                     current_version=current.version,
                 )
             changes, secret = await self._changes(current, name, endpoint, config, metadata, status)
+            changes |= {k: v for k, v in schedule.items() if getattr(current, k) != v}
             if not changes:
                 return current
             audit = self._audit(
                 tenant_id, actor, "connector.update", connector_id, {"changed": sorted(changes)}
             )
             changes["updated_at"] = utcnow()
+            event = connector_event(EventType.CONNECTOR_UPDATED, after_update(current, changes), changes)
+            if "check_interval" in changes:
+                # A new interval applies now: the scheduler gives the connector a new first
+                # due time (with jitter) instead of keeping the one the old interval set.
+                changes["next_check_at"] = None
             try:
                 return await store.update_connector(
                     tenant_id,
@@ -315,6 +384,7 @@ class ConnectorsFacade:
                     expected_version=current.version,
                     secret=secret,
                     audit=audit,
+                    events=[event],
                 )
             except VersionConflictError:
                 # Without If-Match the last write wins: each retry follows a write
@@ -371,9 +441,22 @@ class ConnectorsFacade:
         ctype = self._registry.get(current.connector_type)
         new_endpoint: object = current.endpoint if endpoint is None else endpoint
         new_config: object = dict(current.config) if config is None else config
-        return validate_definition(
+        definition = validate_definition(
             ctype, new_endpoint, new_config, carried=stored, stored=(current.endpoint, current.config)
         )
+        self._check_references(definition.secrets, current.tenant_id)
+        return definition
+
+    def _check_references(self, secrets: SecretTree, tenant_id: str) -> None:
+        """422 for a secret reference the operator's policy does not allow (``docs/secrets.md``)."""
+        policy = self.runner.references.policy
+        errors = [
+            FieldError(("config", *name.split(".")), why)
+            for name, ref in references_in(secrets).items()
+            if (why := policy.check(ref, tenant_id)) is not None
+        ]
+        if errors:
+            raise ValidationError("a secret reference is not allowed", errors)
 
     async def delete_connector(
         self,
@@ -385,10 +468,26 @@ class ConnectorsFacade:
     ) -> bool:
         """Delete a connector with its secrets and history; ``False`` if there is none."""
         store = await self._store(tenant_id)
-        if not is_id(connector_id):
-            return False
-        audit = self._audit(tenant_id, actor, "connector.delete", connector_id, {})
-        return await store.delete_connector(tenant_id, connector_id, audit, expected_version)
+        while True:
+            # The connector.deleted event carries the connector as it was: read it, and
+            # delete that version (a change in between is retried, as an update is).
+            current = await self._get(store, tenant_id, connector_id)
+            if current is None:
+                return False
+            if expected_version is not None and current.version != expected_version:
+                raise VersionConflictError(
+                    f"the connector is at version {current.version}, not {expected_version}",
+                    current_version=current.version,
+                )
+            audit = self._audit(tenant_id, actor, "connector.delete", connector_id, {})
+            event = connector_event(EventType.CONNECTOR_DELETED, current)
+            try:
+                return await store.delete_connector(
+                    tenant_id, connector_id, audit, current.version, events=[event]
+                )
+            except VersionConflictError:
+                if expected_version is not None:
+                    raise
 
     # --- tests -----------------------------------------------------------------------
 
@@ -421,8 +520,16 @@ class ConnectorsFacade:
         return result, capabilities
 
     async def _record(
-        self, info: ConnectorInfo, result: TestResult, capabilities: list[str] | None, actor: str
+        self,
+        info: ConnectorInfo,
+        result: TestResult,
+        capabilities: list[str] | None,
+        actor: str,
+        *,
+        schedule: Mapping[str, Any] | None = None,
     ) -> None:
+        """Record a test; ``schedule`` (a scheduled check's next due time and cleared lease)
+        is written in the same statement, so a check costs one write."""
         audit = self._audit(info.tenant_id, actor, "connector.test", info.id, _test_audit(result))
         # The probe took time: the verdict is applied to the connector as it is inside
         # the store's transaction, so a pause or retirement set during the test stands.
@@ -430,7 +537,7 @@ class ConnectorsFacade:
             info.tenant_id,
             result,
             audit,
-            lambda current: changes_after_test(current, result, capabilities),
+            lambda current: {**changes_after_test(current, result, capabilities), **(schedule or {})},
             failure_threshold=self.settings.failure_threshold,
         )
 
@@ -545,6 +652,360 @@ class ConnectorsFacade:
     ) -> AuditEvent:
         return AuditEvent(new_id(), tenant_id, actor, action, connector_id, utcnow(), details)
 
+    # --- webhooks and events (docs/webhooks.md; the logic is in connectord.notify) ---
+
+    async def create_webhook(
+        self,
+        tenant_id: str,
+        url: str,
+        events: list[str] | None = None,
+        description: str = "",
+        enabled: bool = True,
+        *,
+        actor: str = "library",
+    ) -> tuple[WebhookInfo, str]:
+        """Register a webhook for ``events`` (every type when ``None``); returns it and its
+        signing secret (``whsec_...``), which is shown this once and stored encrypted."""
+        store = await self._store(tenant_id)
+        info, secret = webhooks.new_webhook(tenant_id, url, events, description, enabled)
+        sealed = webhooks.seal_secret(self.keyring, secret, tenant_id, info.id)
+        details = {"webhook_id": info.id, "url": info.url, "events": info.events}
+        await store.insert_webhook(
+            tenant_id, info, sealed, self._audit(tenant_id, actor, "webhook.create", None, details)
+        )
+        logger.info("webhook created", extra={"tenant_id": tenant_id, "webhook_id": info.id})
+        return info, secret
+
+    async def list_webhooks(
+        self, tenant_id: str, limit: int = 100, cursor: str | None = None
+    ) -> Page[WebhookInfo]:
+        """A tenant's webhooks in creation order, keyset-paginated."""
+        store = await self._store(tenant_id)
+        limit = check_limit(limit)
+        items = await store.list_webhooks(tenant_id, limit=limit + 1, after=decode_cursor(cursor))
+        more = len(items) > limit
+        items = items[:limit]
+        return Page(items, encode_cursor(items[-1].id) if more else None)
+
+    async def get_webhook(self, webhook_id: str, tenant_id: str) -> WebhookInfo | None:
+        """A webhook (never its secret), or ``None`` if the tenant has none with this id."""
+        store = await self._store(tenant_id)
+        return await store.get_webhook(tenant_id, webhook_id) if is_id(webhook_id) else None
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        tenant_id: str,
+        url: str | None = None,
+        events: list[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+        *,
+        expected_version: int | None = None,
+        actor: str = "library",
+    ) -> WebhookInfo | None:
+        """Change the fields given; ``None`` if there is no such webhook. With
+        ``expected_version``, a stale version raises :class:`VersionConflictError`."""
+        store = await self._store(tenant_id)
+        given = {"url": url, "events": events, "description": description, "enabled": enabled}
+        while True:
+            current = await self.get_webhook(webhook_id, tenant_id)
+            if current is None:
+                return None
+            if expected_version is not None and current.version != expected_version:
+                raise VersionConflictError(
+                    f"the webhook is at version {current.version}, not {expected_version}",
+                    current_version=current.version,
+                )
+            changes = webhooks.webhook_changes(current, given)
+            if not changes:
+                return current
+            changes["updated_at"] = utcnow()
+            details = {"webhook_id": webhook_id, "changed": sorted(changes)}
+            audit = self._audit(tenant_id, actor, "webhook.update", None, details)
+            try:
+                return await store.update_webhook(
+                    tenant_id, webhook_id, changes, expected_version=current.version, audit=audit
+                )
+            except VersionConflictError:
+                if expected_version is not None:
+                    raise
+
+    async def delete_webhook(self, webhook_id: str, tenant_id: str, *, actor: str = "library") -> bool:
+        """Delete a webhook and its deliveries; ``False`` if there is none."""
+        store = await self._store(tenant_id)
+        if not is_id(webhook_id):
+            return False
+        audit = self._audit(tenant_id, actor, "webhook.delete", None, {"webhook_id": webhook_id})
+        return await store.delete_webhook(tenant_id, webhook_id, audit)
+
+    async def webhook_deliveries(
+        self, webhook_id: str, tenant_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[DeliveryInfo]:
+        """A webhook's deliveries, newest first; :class:`NotFoundError` if there is no such webhook."""
+        store = await self._store(tenant_id)
+        if await self.get_webhook(webhook_id, tenant_id) is None:
+            raise NotFoundError("no such webhook")
+        limit = check_limit(limit)
+        rows = await store.list_deliveries(
+            tenant_id, webhook_id, limit=limit + 1, before=decode_cursor(cursor)
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return Page(rows, encode_cursor(rows[-1].id) if more else None)
+
+    async def events_after(self, tenant_id: str, after_seq: int, limit: int = 100) -> list[Event]:
+        """The tenant's events after ``after_seq`` (an event's ``seq``), oldest first."""
+        store = await self._store(tenant_id)
+        return await store.events_after(tenant_id, max(after_seq, 0), limit=check_limit(limit))
+
+    async def last_event_seq(self, tenant_id: str) -> int:
+        """The ``seq`` of the tenant's newest event (0 when there is none): where a live stream starts."""
+        store = await self._store(tenant_id)
+        return await store.last_event_seq(tenant_id)
+
+    # The delivery worker's calls (connectord.notify.delivery): across tenants, like a scheduler's.
+
+    async def claim_webhook_deliveries(
+        self, owner: str, limit: int, lease_seconds: float
+    ) -> list[ClaimedDelivery]:
+        """Lease up to ``limit`` due deliveries to ``owner`` for ``lease_seconds``."""
+        store = await self._store()
+        now = utcnow()
+        return await store.claim_deliveries(owner, now, now + timedelta(seconds=lease_seconds), limit)
+
+    def webhook_secret(self, delivery: ClaimedDelivery) -> str:
+        """The signing secret of a claimed delivery's webhook (:class:`SecretsError` if it does not open)."""
+        return webhooks.open_secret(self.keyring, delivery.secret, delivery.tenant_id, delivery.webhook_id)
+
+    async def finish_webhook_delivery(
+        self,
+        delivery: ClaimedDelivery,
+        owner: str,
+        *,
+        status: str,
+        next_attempt_at: datetime | None = None,
+        last_status: int | None = None,
+        last_error: str | None = None,
+    ) -> bool:
+        """Record an attempt's outcome; ``False`` if ``owner`` lost the lease meanwhile."""
+        store = await self._store()
+        return await store.finish_delivery(
+            delivery.id,
+            owner,
+            status=status,
+            at=utcnow(),
+            next_attempt_at=next_attempt_at,
+            last_status=last_status,
+            last_error=last_error,
+        )
+
+    async def release_webhook_deliveries(self, owner: str) -> int:
+        """Drop ``owner``'s leases (a worker stopping), so another worker sends them at once."""
+        store = await self._store()
+        return await store.release_deliveries(owner)
+
+    # --- health scheduler and history retention (connectord.health, docs/health.md) ---
+    # Across tenants, like the delivery worker's calls: the scheduler acts for every tenant.
+
+    async def claim_due_checks(
+        self, owner: str, limit: int, skip_tenants: Sequence[str] = ()
+    ) -> list[ClaimedCheck]:
+        """Lease up to ``limit`` due checks to ``owner`` (for ``settings.lease_seconds``),
+        earliest due first, none of the tenants in ``skip_tenants``."""
+        store = await self._store()
+        return await store.claim_due_checks(
+            owner,
+            utcnow(),
+            limit=limit,
+            lease_seconds=self.settings.lease_seconds,
+            default_interval=self.settings.check_interval,
+            skip_tenants=skip_tenants,
+        )
+
+    async def scheduled_check(
+        self, check: ClaimedCheck, owner: str, next_check_at: Callable[[datetime], datetime]
+    ) -> TestResult | None:
+        """Run a claimed check as :meth:`test_connector` does (actor ``scheduler``); the same
+        write sets its next due time, ``next_check_at(now)``, and clears its lease. A paused or
+        retired connector is not tested, only rescheduled (``None``)."""
+        info = check.connector
+        if info.status in (ConnectorStatus.DISCONNECTED, ConnectorStatus.DEPRECATED):
+            await self.finish_check(check, owner, next_check_at(utcnow()))
+            return None
+        result, capabilities = await self._probe_info(info)
+        schedule = {"next_check_at": next_check_at(utcnow()), "lease_owner": None, "lease_until": None}
+        await self._record(info, result, capabilities, "scheduler", schedule=schedule)
+        return result
+
+    async def renew_check(self, check: ClaimedCheck, owner: str) -> ClaimedCheck | None:
+        """Extend the lease of a check that waited for a slot; ``None`` if it is no longer ours."""
+        store = await self._store()
+        until = utcnow() + timedelta(seconds=self.settings.lease_seconds)
+        info = check.connector
+        if not await store.renew_check(info.tenant_id, info.id, owner, until):
+            return None
+        return dataclasses.replace(check, lease_until=until)
+
+    async def finish_check(self, check: ClaimedCheck, owner: str, next_check_at: datetime) -> bool:
+        """Set a check's next due time and drop its lease without recording a test."""
+        store = await self._store()
+        return await store.finish_check(check.connector.tenant_id, check.connector.id, owner, next_check_at)
+
+    async def release_checks(self, owner: str | None) -> int:
+        """Drop every lease ``owner`` holds (a scheduler stopping; ``None``: every lease, when
+        SQLite's one scheduling process starts): the checks stay due, for others."""
+        store = await self._store()
+        return await store.release_leases(owner)
+
+    async def hold_owner_lock(self, owner: str) -> SessionLock:
+        """The session lock that tells the other replicas ``owner`` is alive: when its process
+        dies, its leases end at once instead of when they expire."""
+        store = await self._store()
+        lock = await store.try_session_lock(f"owner:{owner}")
+        if lock is None:
+            raise ConflictError(f"the scheduler owner id {owner!r} is in use")
+        return lock
+
+    async def schedule_checks(self, limit: int) -> int:
+        """Give up to ``limit`` new (or resumed) connectors a first due time, spread over their
+        interval, and unschedule up to ``limit`` paused, retired or turned-off ones; the number
+        scheduled."""
+        store = await self._store()
+        now, interval = utcnow(), self.settings.check_interval
+        await store.unschedule_ineligible(now, default_interval=interval, limit=limit)
+        return await store.schedule_unscheduled(now, default_interval=interval, limit=limit)
+
+    async def prune_history_before(self, cutoff: datetime, limit: int) -> int:
+        """Delete up to ``limit`` test results older than ``cutoff`` (every tenant)."""
+        store = await self._store()
+        return await store.prune_history_before(cutoff, limit=limit)
+
+    async def prune_history_beyond(
+        self, keep: int, after: str | None, connectors: int, limit: int
+    ) -> tuple[int, str | None]:
+        """One step of the walk that keeps each connector's newest ``keep`` results:
+        the rows deleted and where the next step starts (``None``: the walk is done)."""
+        store = await self._store()
+        return await store.prune_history_beyond(keep, after=after, connectors=connectors, limit=limit)
+
+    async def run_exclusive(self, name: str, work: Callable[[], Awaitable[int]]) -> int | None:
+        """Run ``work`` unless another process on this database runs work of that name
+        (then ``None``): retention runs in one replica at a time."""
+        store = await self._store()
+        lock = await store.try_session_lock(f"work:{name}")
+        if lock is None:
+            return None
+        try:
+            return await work()
+        finally:
+            await lock.release()
+
+    # --- health summary and bulk tests (docs/health.md; the logic is in connectord.health.summary
+    # and connectord.bulk) ---
+
+    async def health(self, connector_id: str, tenant_id: str) -> HealthSummary:
+        """The connector's health summary, computed now from its kept history: uptime over
+        1 h, 24 h and 7 d, latency p50/p95 over 24 h, checks counted, the last error, the
+        status and since when it holds, consecutive failures. :class:`NotFoundError` if
+        the tenant has no such connector."""
+        # Imported here: connectord.health's package also holds the scheduler, which uses
+        # the facade; its pure summary module is all this needs.
+        from connectord.health.summary import latency_start, summarize, window_starts
+
+        store = await self._store(tenant_id)
+        now = utcnow()
+        facts = None
+        if is_id(connector_id):
+            facts = await store.health_facts(
+                tenant_id, connector_id, windows=window_starts(now), latency_since=latency_start(now)
+            )
+        if facts is None:
+            raise NotFoundError("no such connector")
+        return summarize(facts, now)
+
+    async def start_bulk_test(
+        self,
+        tenant_id: str,
+        connector_type: str | None = None,
+        status: str | None = None,
+        *,
+        concurrency: int | None = None,
+        actor: str = "library",
+    ) -> BulkTest:
+        """Start testing every matching connector in the background (as
+        :meth:`test_connectors` does, each result recorded) and return the bulk test at
+        once; :meth:`bulk_test` tells its progress and, once done, its summary.
+
+        At most ``concurrency`` tests run at once, never more than
+        ``settings.test_concurrency`` (also the default). One bulk test per tenant runs
+        in a process at a time: a second is :class:`ConflictError`.
+        """
+        store = await self._store(tenant_id)
+        connector_type, status = _type_filter(connector_type), check_status(status)
+        cap = self.settings.test_concurrency
+        limit = cap if concurrency is None else min(check_limit(concurrency, "concurrency"), cap)
+        return await self._bulk.start(
+            store,
+            tenant_id,
+            connector_type,
+            status,
+            limit,
+            lambda n: self.test_connectors(tenant_id, connector_type, status, concurrency=n, actor=actor),
+        )
+
+    async def bulk_test(self, bulk_id: str, tenant_id: str) -> BulkTest | None:
+        """A bulk test of the tenant (started by any replica), or ``None``."""
+        store = await self._store(tenant_id)
+        if not is_id(bulk_id):
+            return None
+        return await self._bulk.get(store, tenant_id, bulk_id)
+
+    async def wait_bulk_test(self, bulk_id: str, tenant_id: str) -> BulkTest | None:
+        """Wait until a bulk test this process runs is over; then as :meth:`bulk_test`."""
+        await self._bulk.wait(bulk_id)
+        return await self.bulk_test(bulk_id, tenant_id)
+
+    # --- the web console (docs/console.md; the pages are in connectord.console) ---
+
+    async def recent_tests(self, tenant_id: str, connector_ids: Sequence[str]) -> dict[str, RecentTests]:
+        """Checks and successes over the last 24 hours and the newest test's time of each of
+        these connectors that has been tested (one query for a page of a list)."""
+        store = await self._store(tenant_id)
+        ids = [i for i in dict.fromkeys(connector_ids) if is_id(i)][:MAX_LIMIT]
+        return await store.recent_tests(tenant_id, ids, utcnow() - timedelta(hours=24))
+
+    async def test_changes(
+        self,
+        connector_id: str,
+        tenant_id: str,
+        endpoint: str | None = None,
+        config: Mapping[str, Any] | None = None,
+        *,
+        actor: str = "library",
+    ) -> TestResult:
+        """Test a connector as an update with this endpoint and config would leave it, and
+        store nothing but the audit event: an edit's "test before saving". Validated as
+        :meth:`update_connector` validates; the stored secrets the config omits are used,
+        except where the change sends them to another destination (then they must be
+        given again, as for the update). :class:`NotFoundError` if there is no such
+        connector, :class:`InvalidTransitionError` if it is deprecated."""
+        store = await self._store(tenant_id)
+        current = await self._get(store, tenant_id, connector_id)
+        if current is None:
+            raise NotFoundError("no such connector")
+        if current.status == ConnectorStatus.DEPRECATED:
+            raise InvalidTransitionError("the connector is deprecated; tests are refused")
+        definition = self._redefine(current, endpoint, config, await self._open_secrets(current))
+        result, _ = await self.runner.run(
+            current.connector_type, definition.endpoint, definition.public, definition.secrets, tenant_id
+        )
+        result.connector_id = current.id
+        await store.append_audit(
+            self._audit(tenant_id, actor, "connector.test_unsaved", current.id, _test_audit(result))
+        )
+        return result
+
 
 def _type_filter(connector_type: str | None) -> str | None:
     if connector_type is not None and (len(connector_type) > 64 or "\x00" in connector_type):
@@ -552,6 +1013,24 @@ def _type_filter(connector_type: str | None) -> str | None:
             "invalid connector_type", [FieldError(("connector_type",), "is not a connector type name")]
         )
     return connector_type
+
+
+def _name_filter(text: str | None) -> str | None:
+    if text is not None and (len(text) > 200 or "\x00" in text):
+        raise ValidationError(
+            "invalid name filter", [FieldError(("name_contains",), "must be at most 200 characters")]
+        )
+    return text or None
+
+
+def _schedule(check_interval: float | Unset | None, failure_threshold: int | Unset | None) -> dict[str, Any]:
+    """The scheduling fields an update gives, validated (``None``: the server's default)."""
+    given: dict[str, Any] = {}
+    if not isinstance(check_interval, Unset):
+        given["check_interval"] = check_check_interval(check_interval)
+    if not isinstance(failure_threshold, Unset):
+        given["failure_threshold"] = check_failure_threshold(failure_threshold)
+    return given
 
 
 def _test_audit(result: TestResult) -> dict[str, Any]:

@@ -23,6 +23,7 @@ from connectord.model import ErrorKind, TestResult, utcnow
 from connectord.network import EgressPolicy, Network
 from connectord.network.files import tenant_roots
 from connectord.redaction import Scrubber
+from connectord.secret_refs import ReferenceResolver, reference_policy, without_references
 from connectord.secrets import SecretTree, leaf_values, overlay
 from connectord.settings import Settings
 from connectord.types.base import ConnectorConfig, ProbeContext
@@ -46,6 +47,13 @@ class ProbeRunner:
         self.settings = settings
         self.egress = egress
         self.observers: list[TestObserver] = []
+        #: Reads secret references when a test runs (``connectord.secret_refs``).
+        self.references = ReferenceResolver(
+            reference_policy(settings),
+            ttl=settings.secret_ref_ttl,
+            aws_endpoint_url=settings.secret_ref_aws_endpoint_url,
+            aws_region=settings.secret_ref_aws_region,
+        )
         self._loaded: set[str] = set()
 
     async def run(
@@ -58,7 +66,15 @@ class ProbeRunner:
     ) -> tuple[TestResult, list[str] | None]:
         """Test one definition of a tenant: the result (``connector_id`` empty) and, when
         the probe learned them, the capabilities it found. The tenant picks its file roots."""
-        result, capabilities = await self._probe(type_name, endpoint, public, secrets, tenant_id)
+        try:
+            # Secret references (env:, file:, aws-sm:) are read now, outside the test's clock.
+            secrets = await self.references.resolve(secrets, tenant_id)
+        except ProbeError as exc:
+            # A reference names where a secret lives, not the secret: the message may say it.
+            secrets = without_references(secrets)
+            result, capabilities = _failure(exc.kind, exc.message, time.perf_counter(), utcnow()), None
+        else:
+            result, capabilities = await self._probe(type_name, endpoint, public, secrets, tenant_id)
         # Every result, success or failure, before anyone sees or stores it: a server may
         # echo a credential back into a header the probe reports (docs/security.md).
         scrubber = Scrubber(leaf_values(secrets))

@@ -65,6 +65,38 @@ class Settings(BaseSettings):
         default=600, ge=1, description="Connector tests a tenant may start per minute."
     )
     test_concurrency: int = Field(default=16, ge=1, description="Connector tests a tenant may run at once.")
+    secret_ref_env: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Environment variables env: secret references may read (comma-separated; NAME, PREFIX*).",
+    )
+    secret_ref_dirs: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="Folders file: secret references may read (comma-separated; {tenant} allowed).",
+    )
+    secret_ref_aws_sm: Annotated[list[str], NoDecode] = Field(
+        default_factory=list,
+        description="AWS Secrets Manager names or ARNs aws-sm: references may read "
+        "(comma-separated; NAME or PREFIX*; {tenant} allowed).",
+    )
+    secret_ref_ttl: float = Field(
+        default=30.0, ge=0, description="Seconds a resolved secret reference is kept in memory."
+    )
+    secret_ref_aws_endpoint_url: str | None = Field(
+        default=None, description="Secrets Manager endpoint URL (a VPC endpoint; unset: AWS's own)."
+    )
+    secret_ref_aws_region: str | None = Field(
+        default=None, description="Secrets Manager region (unset: the AWS SDK's default chain)."
+    )
+    drain_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a stopping server (SIGTERM) lets in-flight requests and tests finish.",
+    )
+    db_timeout: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds one PostgreSQL operation may take (connect, queries, commit); then 503.",
+    )
     failure_threshold: int = Field(
         default=3,
         ge=1,
@@ -83,8 +115,60 @@ class Settings(BaseSettings):
     max_connections: int = Field(
         default=1000, ge=1, description="Open connections per worker; more are answered 503 and closed."
     )
+    # --- webhooks (docs/webhooks.md) ---
+    webhooks: Literal["on", "off"] = Field(
+        default="on", description="Whether this process delivers webhooks (the outbox waits if none does)."
+    )
+    webhook_timeout: float = Field(
+        default=10.0, gt=0, le=300, description="Seconds one webhook delivery attempt may take."
+    )
+    webhook_max_attempts: int = Field(
+        default=16, ge=1, le=100, description="Attempts of one delivery before it is marked failed."
+    )
+    webhook_backoff: float = Field(
+        default=10.0,
+        gt=0,
+        description="Seconds before the first retry; each further retry waits twice as long "
+        "(with jitter, at most an hour).",
+    )
+    webhook_poll_interval: float = Field(
+        default=1.0, gt=0, le=60, description="Seconds between looks at the outbox when it is empty."
+    )
+    # --- health scheduler and history retention (docs/health.md) ---
+    scheduler: Literal["on", "off"] = Field(
+        default="on",
+        description="Whether this process runs scheduled checks and history retention "
+        "(on SQLite one process of the data dir does).",
+    )
+    check_interval: float = Field(
+        default=300.0,
+        ge=0.1,
+        description="Seconds between scheduled checks of a connector without its own check_interval "
+        "(below 1 s is meant for tests).",
+    )
+    scheduler_concurrency: int = Field(
+        default=64, ge=1, le=10_000, description="Scheduled checks this process runs at once."
+    )
+    scheduler_tenant_concurrency: int = Field(
+        default=16, ge=1, le=10_000, description="Scheduled checks of one tenant this process runs at once."
+    )
+    scheduler_lease: float | None = Field(
+        default=None,
+        gt=0,
+        description="Seconds a claimed check is leased to a process before another may take it over "
+        "(on PostgreSQL sooner when the process died); more than CONNECTORD_PROBE_TIMEOUT_MAX "
+        "(unset: that maximum plus 30 s).",
+    )
+    history_max_per_connector: int = Field(
+        default=1000, ge=0, description="Test results kept per connector, newest first (0: no bound)."
+    )
+    history_max_age_days: float = Field(
+        default=90.0, ge=0, description="Days a test result is kept (0: no bound)."
+    )
 
-    @field_validator("egress_allow", "file_roots", mode="before")
+    @field_validator(
+        "egress_allow", "file_roots", "secret_ref_env", "secret_ref_dirs", "secret_ref_aws_sm", mode="before"
+    )
     @classmethod
     def _csv(cls, value: object) -> object:
         return _split_csv(value)
@@ -109,6 +193,11 @@ class Settings(BaseSettings):
         """The embedded database file."""
         return self.data_dir / "connectord.db"
 
+    @property
+    def lease_seconds(self) -> float:
+        """How long a scheduled check is leased: longer than any probe may take."""
+        return self.scheduler_lease if self.scheduler_lease is not None else self.probe_timeout_max + 30.0
+
     def check_safe(self) -> None:
         """Refuse unsafe combinations at start (a shared store needs a real key)."""
         if self.uses_postgres and self.secret_key is None:
@@ -118,6 +207,12 @@ class Settings(BaseSettings):
             )
         if self.probe_timeout > self.probe_timeout_max:
             raise ConfigurationError("CONNECTORD_PROBE_TIMEOUT exceeds CONNECTORD_PROBE_TIMEOUT_MAX")
+        if self.lease_seconds <= self.probe_timeout_max:
+            # A lease that ends before the probe may would let a second replica run the check.
+            raise ConfigurationError(
+                "CONNECTORD_SCHEDULER_LEASE must exceed CONNECTORD_PROBE_TIMEOUT_MAX "
+                f"({self.lease_seconds:g} <= {self.probe_timeout_max:g} s)"
+            )
         data = self.data_dir.resolve()
         for root in self.file_roots:
             # The part before {tenant}: every tenant's root lies under it.

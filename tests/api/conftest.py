@@ -162,6 +162,9 @@ def run_server(
         "CONNECTORD_LOG_FORMAT": "json",
         "CONNECTORD_EGRESS_ALLOW": "127.0.0.0/8",
         "CONNECTORD_PROBE_TIMEOUT": "5",
+        # A scheduled check at a random moment would change what tests observe;
+        # the scheduler's own tests turn it on (tests/test_scheduler_replicas.py).
+        "CONNECTORD_SCHEDULER": "off",
         "PYTHONUNBUFFERED": "1",
         **extra_env,
     }

@@ -26,6 +26,7 @@ OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("DELETE", f"{C}/{{c}}", "connectors:write", None),
     ("POST", f"{C}/{{c}}/test", "connectors:test", None),
     ("GET", f"{C}/{{c}}/history", "connectors:read", None),
+    ("GET", f"{C}/{{c}}/health", "connectors:read", None),
     ("GET", "/api/v1/connector-types", "connectors:read", None),
     ("GET", "/api/v1/audit", "connectors:read", None),
     ("GET", T, "admin", None),
@@ -120,6 +121,7 @@ def test_another_tenant_gets_404_for_every_route(
         ("DELETE", "", {"headers": {"If-Match": '"2"'}}),
         ("POST", "/test", {}),
         ("GET", "/history", {}),
+        ("GET", "/health", {}),
     ]
     for method, suffix, kwargs in attempts:
         body = assert_problem(thief.request(method, f"{url}{suffix}", **kwargs), 404, "not-found")

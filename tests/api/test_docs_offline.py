@@ -1,5 +1,5 @@
 """``/docs`` and ``/redoc`` work without internet: every asset they load is served by the
-server itself (issue 10.8), and ``/`` sends people to ``/docs``."""
+server itself (issue 10.8); ``/`` is the web console's sign-in page (issue 13)."""
 
 from __future__ import annotations
 
@@ -28,8 +28,9 @@ def test_the_page_loads_only_local_assets(server: Server, page: str) -> None:
         assert http.get("/openapi.json").json()["info"]["title"] == "connectord"
 
 
-def test_the_root_sends_people_to_the_docs(server: Server) -> None:
+def test_the_root_is_the_console_sign_in(server: Server) -> None:
     with httpx.Client(base_url=server.base_url) as http:
         response = http.get("/")
-    assert response.status_code == 307
-    assert response.headers["location"] == "/docs"
+    assert response.status_code == 200
+    assert response.headers["content-type"].startswith("text/html")
+    assert 'name="api_key"' in response.text

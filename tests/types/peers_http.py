@@ -30,7 +30,21 @@ import trustme
 
 HTTPBIN_SCRIPT = """
 import ssl, sys
-from httpbin import app
+import werkzeug.http
+# httpbin 0.10.0 predates Werkzeug 3: give it the function it imports, and undo the
+# bytes it writes into Location headers (Werkzeug 3 would send "b'http://...'").
+if not hasattr(werkzeug.http, "parse_authorization_header"):
+    from werkzeug.datastructures import Authorization
+    werkzeug.http.parse_authorization_header = Authorization.from_header
+from httpbin import app as httpbin_app
+
+def app(environ, start_response):
+    def fixed(status, headers, exc_info=None):
+        headers = [
+            (k, v[2:-1] if k.lower() == "location" and v.startswith(("b'", 'b"')) else v) for k, v in headers
+        ]
+        return start_response(status, headers, exc_info)
+    return httpbin_app(environ, fixed)
 from werkzeug.serving import make_server
 ctx = None
 if len(sys.argv) > 2:

@@ -7,10 +7,14 @@ status and title its class carries (``connectord.errors``).
 
 from __future__ import annotations
 
+import asyncio
 import gc
 import logging
-from collections.abc import AsyncIterator
+import signal
+import threading
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
+from types import FrameType
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -24,9 +28,12 @@ from connectord.api.limits import TestLimiter
 from connectord.api.metrics import Metrics
 from connectord.api.middleware import RequestMiddleware
 from connectord.api.problems import HTTP_SLUGS, class_problem, error_problem, problem
-from connectord.api.routes import connectors, meta, tenants
+from connectord.api.routes import bulk, connectors, health, meta, tenants, webhooks
+from connectord.console import console_routes
 from connectord.errors import ConnectordError, ValidationError
 from connectord.facade import ConnectorsFacade
+from connectord.health.service import HealthService
+from connectord.notify.delivery import DeliveryWorker
 from connectord.settings import Settings
 
 logger = logging.getLogger("connectord.api")
@@ -92,6 +99,32 @@ async def _on_unexpected(request: Request, exc: Exception) -> Response:
     return class_problem(ConnectordError, ConnectordError.title, request_id=_request_id(request))
 
 
+async def _stop_background(monitor: HealthService, deliveries: DeliveryWorker | None) -> None:
+    """Stop the scheduler first (its leases released for the other replicas), then the sender."""
+    await monitor.stop()
+    if deliveries is not None:
+        await deliveries.stop()
+
+
+def _on_exit_signals(stop: Callable[[], object]) -> None:
+    """On SIGTERM or SIGINT, stop the background work at once, while uvicorn drains the
+    requests in flight (``CONNECTORD_DRAIN_TIMEOUT``): the other replicas take this one's
+    scheduled checks now rather than after the drain (docs/operations.md)."""
+    if threading.current_thread() is not threading.main_thread():
+        return  # an app served from a thread (tests) gets no signals
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        previous = signal.getsignal(sig)
+        if not callable(previous):
+            continue
+
+        def handler(number: int, frame: FrameType | None, previous: Callable[..., object] = previous) -> None:
+            loop.call_soon_threadsafe(stop)
+            previous(number, frame)
+
+        signal.signal(sig, handler)
+
+
 def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None = None) -> FastAPI:
     """The ASGI app, on the given settings (default: the environment)."""
     settings = settings or Settings()
@@ -99,16 +132,35 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     metrics = Metrics()
     facade.test_observers.append(metrics.observe_test)
 
+    # Webhook deliveries (docs/webhooks.md): this process sends the outbox unless told not to.
+    deliveries = DeliveryWorker(facade) if settings.webhooks == "on" else None
+    # Scheduled checks and history retention (docs/health.md), as CONNECTORD_SCHEDULER says.
+    monitor = HealthService(facade, role="connectord serve")
+
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         await facade.start()
+        if deliveries is not None:
+            deliveries.start()
+        await monitor.start()
         # Everything loaded so far lives as long as the process: move it out of the
         # collector's reach, so full collections stop walking it (latency tails).
         gc.collect()
         gc.freeze()
+        stopping: asyncio.Future[None] | None = None
+
+        def stop_background() -> asyncio.Future[None]:
+            nonlocal stopping
+            if stopping is None:
+                stopping = asyncio.ensure_future(_stop_background(monitor, deliveries))
+            return stopping
+
+        _on_exit_signals(stop_background)
         try:
             yield
         finally:
+            await stop_background()
+            await console.close()
             await facade.aclose()
 
     app = FastAPI(
@@ -126,12 +178,21 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     app.state.admin = Admin(facade)
     app.state.limiter = TestLimiter(settings.test_rate_per_minute, settings.test_concurrency)
     app.state.metrics = metrics
+    #: Callables answering why this process is not ready (None when it is); /readyz asks each.
+    app.state.readiness_checks = []
+    app.state.monitor = monitor
+    app.state.readiness_checks.append(monitor.problem)
     # The routers' routes go straight onto the app, busiest first: this FastAPI
     # version wraps an included router in its own dispatch layer, which cost
     # ~0.1 ms per request, and the router tries routes in order.
-    for module in (connectors, meta, tenants):
+    for module in (connectors, meta, tenants, webhooks, health, bulk):
         app.router.routes.extend(module.router.routes)
     add_docs(app, "/openapi.json")
+    # The web console at / (docs/console.md), after the API's routes: its pages carry their
+    # own security headers (a strict Content-Security-Policy, X-Frame-Options: DENY...).
+    console, console_pages = console_routes(facade, app.state.admin, app.state.limiter)
+    app.router.routes.extend(console_pages)
+    app.state.console = console
     app.add_exception_handler(ConnectordError, _on_core_error)
     app.add_exception_handler(RequestValidationError, _on_invalid_request)
     app.add_exception_handler(HTTPException, _on_http_error)

@@ -17,18 +17,19 @@ _DESCRIPTIONS = {
     422: "Invalid input; `errors` lists each field's problem.",
     429: "Rate or concurrency limit reached; see Retry-After.",
     500: "Internal error.",
-    503: "The store is unavailable.",
+    503: "The store is unavailable, or (/readyz) the server is not ready.",
 }
 _COMMON = (401, 403, 422, 500, 503)
 
 
-def problems(*codes: int) -> dict[int | str, dict[str, Any]]:
-    """The ``responses=`` entry documenting problem documents for these statuses."""
+def problems(*codes: int, common: bool = True) -> dict[int | str, dict[str, Any]]:
+    """The ``responses=`` entry documenting problem documents for these statuses (and, unless
+    ``common`` is false, for those every authenticated route may answer)."""
     return {
         code: {
             "model": Problem,
             "description": _DESCRIPTIONS[code],
             "content": {PROBLEM_MEDIA_TYPE: {"schema": {"$ref": "#/components/schemas/Problem"}}},
         }
-        for code in sorted({*_COMMON, *codes})
+        for code in sorted({*(_COMMON if common else ()), *codes})
     }

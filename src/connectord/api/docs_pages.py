@@ -1,5 +1,5 @@
-"""The API's documentation pages, served with no internet: Swagger UI at ``/docs``, ReDoc at
-``/redoc``, and ``/`` sending people to ``/docs`` (until the console has it).
+"""The API's documentation pages, served with no internet: Swagger UI at ``/docs`` and ReDoc
+at ``/redoc`` (``/`` is the web console's, ``connectord.console``).
 
 FastAPI's own pages load Swagger UI and ReDoc from a CDN, so on a machine
 without internet ``/docs`` was a blank page. The assets come from the
@@ -13,7 +13,7 @@ from pathlib import Path
 
 from fastapi import FastAPI
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, RedirectResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
 
 #: Where the assets are served (public, like the pages and the OpenAPI document).
@@ -27,7 +27,7 @@ def _assets_dir() -> Path:
 
 
 def add_docs(app: FastAPI, openapi_url: str) -> None:
-    """Add ``/docs``, ``/redoc``, their assets and the ``/`` redirect to ``app``."""
+    """Add ``/docs``, ``/redoc`` and their assets to ``app``."""
     app.mount(ASSETS, StaticFiles(directory=_assets_dir()), name="docs-assets")
     title = f"{app.title} API"
 
@@ -50,7 +50,3 @@ def add_docs(app: FastAPI, openapi_url: str) -> None:
             redoc_favicon_url=f"{ASSETS}/favicon.png",
             with_google_fonts=False,
         )
-
-    @app.get("/", include_in_schema=False)
-    async def root() -> RedirectResponse:
-        return RedirectResponse("/docs", status_code=307)

@@ -11,12 +11,34 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
-from connectord.model import TENANT_SCOPES, ConnectorStatus, Scope
+from connectord.definitions import MAX_CHECK_INTERVAL, MAX_FAILURE_THRESHOLD, MIN_CHECK_INTERVAL
+from connectord.model import TENANT_SCOPES, BulkTestStatus, ConnectorStatus, Scope
 from connectord.validation import portable_json
 
 _STRICT = ConfigDict(extra="forbid")
 #: A JSON object (``config``, ``metadata``) that can be stored and served back.
 JsonObject = Annotated[dict[str, Any], AfterValidator(portable_json)]
+#: A connector's own scheduling (docs/health.md); the facade checks the rest of the rule.
+CheckInterval = Annotated[
+    float | None,
+    Field(
+        strict=True,
+        ge=0,
+        le=MAX_CHECK_INTERVAL,
+        description="Seconds between scheduled checks: 0 turns them off, else at least "
+        f"{MIN_CHECK_INTERVAL:g}; null (in an update) puts back the server's default.",
+    ),
+]
+FailureThreshold = Annotated[
+    int | None,
+    Field(
+        strict=True,
+        ge=1,
+        le=MAX_FAILURE_THRESHOLD,
+        description="Failed checks in a row that send connector.down; null (in an update) "
+        "puts back the server's default.",
+    ),
+]
 
 
 class ConnectorCreate(BaseModel):
@@ -31,6 +53,8 @@ class ConnectorCreate(BaseModel):
         default=None, description="The type's config; secret fields are write-only."
     )
     metadata: JsonObject | None = Field(default=None, description="Free-form labels.")
+    check_interval: CheckInterval = None
+    failure_threshold: FailureThreshold = None
 
 
 class ConnectorUpdate(BaseModel):
@@ -48,6 +72,8 @@ class ConnectorUpdate(BaseModel):
     status: ConnectorStatus | None = Field(
         default=None, description="A user-settable status (see docs/status-lifecycle.md)."
     )
+    check_interval: CheckInterval = None
+    failure_threshold: FailureThreshold = None
 
 
 class ConnectorOut(BaseModel):
@@ -67,6 +93,10 @@ class ConnectorOut(BaseModel):
     metadata: dict[str, Any]
     secret_fields: list[str]
     version: int
+    check_interval: float | None = Field(description="Seconds between scheduled checks; null: the default.")
+    failure_threshold: int | None = Field(
+        description="Failed checks before connector.down; null: the default."
+    )
 
 
 class ConnectorPage(BaseModel):
@@ -234,3 +264,108 @@ class Problem(BaseModel):
     retry_after: float | None = None
     current_version: int | None = None
     request_id: str | None = None
+
+
+# --- health summary and bulk tests (docs/health.md) ---------------------------------------
+
+
+class WindowChecks(BaseModel):
+    """The checks of one window."""
+
+    total: int
+    ok: int
+
+
+class LatencyOut(BaseModel):
+    """Nearest-rank latency percentiles of the successful checks of a window."""
+
+    window: str
+    p50: int | None
+    p95: int | None
+    samples: int
+
+
+class LastErrorOut(BaseModel):
+    """The newest failed check."""
+
+    error_kind: str | None
+    error: str | None
+    tested_at: datetime | None
+
+
+class HealthOut(BaseModel):
+    """A connector's health, computed from its kept history (docs/health.md)."""
+
+    connector_id: str
+    computed_at: datetime
+    status: ConnectorStatus
+    status_since: datetime | None
+    consecutive_failures: int
+    down_since: datetime | None
+    last_check_at: datetime | None
+    uptime: dict[str, float | None] = Field(
+        description='Share of successful checks by window ("1h", "24h", "7d").'
+    )
+    checks: dict[str, WindowChecks]
+    latency_ms: LatencyOut
+    last_error: LastErrorOut | None
+
+
+class BulkTestCreate(BaseModel):
+    """Body of ``POST /connectors/bulk-test``: the list filters (all connectors without)."""
+
+    model_config = _STRICT
+
+    connector_type: str | None = Field(default=None, min_length=1, max_length=64)
+    status: ConnectorStatus | None = None
+    concurrency: int | None = Field(
+        default=None,
+        strict=True,
+        ge=1,
+        le=1000,
+        description="Tests at once; at most the server's test concurrency (also the default).",
+    )
+
+
+class BulkFilters(BaseModel):
+    """The filters a bulk test was started with."""
+
+    connector_type: str | None
+    status: ConnectorStatus | None
+
+
+class BulkItemOut(BaseModel):
+    """One connector's result in a bulk test's summary."""
+
+    connector_id: str
+    name: str | None
+    success: bool
+    latency_ms: int | None
+    error_kind: str | None
+    error: str | None
+
+
+class BulkSummaryOut(BaseModel):
+    """What a finished bulk test found."""
+
+    failed_by_kind: dict[str, int]
+    slowest: list[BulkItemOut]
+    failures: list[BulkItemOut]
+    seconds: float
+
+
+class BulkTestOut(BaseModel):
+    """A bulk test: its progress and, once over, its summary."""
+
+    id: str
+    tenant_id: str
+    status: BulkTestStatus
+    filters: BulkFilters
+    concurrency: int
+    total: int
+    done: int
+    ok: int
+    failed: int
+    created_at: datetime
+    finished_at: datetime | None
+    summary: BulkSummaryOut | None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import ipaddress
+import math
 import os
 import resource
 import shlex
@@ -138,6 +139,9 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         # httptools with read timeouts and a connection cap (api/protocol.py).
         http=GuardedHttpProtocol,
         timeout_keep_alive=settings.keep_alive_timeout,
+        # SIGTERM: stop accepting, let in-flight requests (and the tests they run) finish for
+        # this long, then cancel what is left (docs/operations.md).
+        timeout_graceful_shutdown=math.ceil(settings.drain_timeout),
         access_log=False,
         log_config=None,
         server_header=False,

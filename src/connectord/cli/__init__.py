@@ -39,7 +39,25 @@ for _command in (
     LazyCommand(
         "serve", f"{_OPERATE}:serve", _SERVER, "Run the REST API (flags override CONNECTORD_* variables)."
     ),
+    LazyCommand(
+        "worker",
+        "connectord.cli.worker:worker",
+        _SERVER,
+        "Run scheduled checks, history retention and webhook deliveries, without the API, until SIGTERM.",
+    ),
     LazyCommand("secrets", f"{_OPERATE}:secrets_app", _SERVER, "Manage the encryption of stored secrets."),
+    LazyCommand(
+        "backup",
+        "connectord.cli.backup:backup",
+        _SERVER,
+        "Back up the embedded store while the server runs (a consistent SQLite snapshot).",
+    ),
+    LazyCommand(
+        "restore",
+        "connectord.cli.backup:restore",
+        _SERVER,
+        "Restore a backup into an empty data directory (a store is never overwritten).",
+    ),
 ):
     LAZY_COMMANDS[_command.name] = _command
 

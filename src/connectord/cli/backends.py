@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import getpass
 from collections.abc import AsyncIterator, Mapping, Sequence
-from contextlib import asynccontextmanager, suppress
+from contextlib import asynccontextmanager
 from typing import Any, Protocol
 
 import typer
@@ -17,14 +17,19 @@ import typer
 from connectord.admin import TENANT_SCOPES, Admin, RotationReport
 from connectord.client import ApiKey, AsyncClient, NewKey, NewTenant
 from connectord.declarative import ConnectorsAPI
-from connectord.errors import (
-    DuplicateNameError,
-    InvalidTransitionError,
-    NotFoundError,
-    RateLimitedError,
-)
+from connectord.errors import DuplicateNameError, NotFoundError, RateLimitedError
 from connectord.facade import ConnectorsFacade
-from connectord.model import AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
+from connectord.model import (
+    UNSET,
+    AuditEvent,
+    BulkTest,
+    ConnectorInfo,
+    HealthSummary,
+    Page,
+    TenantRecord,
+    TestResult,
+    Unset,
+)
 from connectord.settings import Settings
 
 #: The tenant local commands use when neither --tenant nor CONNECTORD_TENANT names one.
@@ -66,10 +71,8 @@ class Backend(ConnectorsAPI, Protocol):
         """Audit events."""
         ...
 
-    def test_many(
-        self, targets: list[ConnectorInfo], connector_type: str | None, status: str | None, concurrency: int
-    ) -> AsyncIterator[TestResult]:
-        """Test many connectors, at most ``concurrency`` at once, yielding results as they finish."""
+    async def health(self, connector_id: str) -> HealthSummary:
+        """A connector's health summary."""
         ...
 
     async def tenant_id(self) -> str:
@@ -175,10 +178,21 @@ class LocalBackend:
         endpoint: str | None = None,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        *,
+        check_interval: float | None = None,
+        failure_threshold: int | None = None,
     ) -> ConnectorInfo:
         """Register a connector."""
         return await self.facade.register_connector(
-            await self.tenant_id(), name, connector_type, endpoint, config, metadata, actor=self.actor
+            await self.tenant_id(),
+            name,
+            connector_type,
+            endpoint,
+            config,
+            metadata,
+            actor=self.actor,
+            check_interval=check_interval,
+            failure_threshold=failure_threshold,
         )
 
     async def update_connector(
@@ -190,6 +204,9 @@ class LocalBackend:
         metadata: Mapping[str, Any] | None = None,
         status: str | None = None,
         if_version: int | None = None,
+        *,
+        check_interval: float | Unset | None = UNSET,
+        failure_threshold: int | Unset | None = UNSET,
     ) -> ConnectorInfo | None:
         """Update a connector."""
         return await self.facade.update_connector(
@@ -202,6 +219,8 @@ class LocalBackend:
             status=status,
             expected_version=if_version,
             actor=self.actor,
+            check_interval=check_interval,
+            failure_threshold=failure_threshold,
         )
 
     async def delete_connector(self, connector_id: str, if_version: int | None = None) -> bool:
@@ -247,6 +266,10 @@ class LocalBackend:
     ) -> Page[TestResult]:
         """Past test results."""
         return await self.facade.history(connector_id, await self.tenant_id(), limit, cursor)
+
+    async def health(self, connector_id: str) -> HealthSummary:
+        """A connector's health summary."""
+        return await self.facade.health(connector_id, await self.tenant_id())
 
     async def audit(
         self, limit: int = 100, cursor: str | None = None, connector_id: str | None = None
@@ -304,34 +327,16 @@ class RemoteBackend(AsyncClient):
             raise NotFoundError(f"no tenant {self.spec!r} on the server")
         return found.id
 
-    async def test_many(
-        self, targets: list[ConnectorInfo], connector_type: str | None, status: str | None, concurrency: int
-    ) -> AsyncIterator[TestResult]:
-        """Test ``targets``, at most ``concurrency`` at once; waits out the server's rate limit."""
-        gate = asyncio.Semaphore(concurrency)
-
-        async def one(info: ConnectorInfo) -> TestResult | None:
-            async with gate:
-                for _ in range(_RATE_LIMIT_ATTEMPTS):
-                    try:
-                        return await self.test_connector(info.id)
-                    except RateLimitedError as exc:
-                        await asyncio.sleep(min(exc.retry_after, 30.0))
-                    except (NotFoundError, InvalidTransitionError):
-                        return None  # deleted or deprecated since the listing
-                return await self.test_connector(info.id)
-
-        tasks = [asyncio.create_task(one(info)) for info in targets]
-        try:
-            for next_done in asyncio.as_completed(tasks):
-                result = await next_done
-                if result is not None:
-                    yield result
-        finally:
-            for task in tasks:
-                task.cancel()
-            with suppress(asyncio.CancelledError):
-                await asyncio.gather(*tasks, return_exceptions=True)
+    async def start_bulk_test(
+        self, connector_type: str | None = None, status: str | None = None, concurrency: int | None = None
+    ) -> BulkTest:
+        """Start a bulk test on the server (``connectors test --all``), waiting out its rate limit."""
+        for _ in range(_RATE_LIMIT_ATTEMPTS):
+            try:
+                return await super().start_bulk_test(connector_type, status, concurrency)
+            except RateLimitedError as exc:
+                await asyncio.sleep(min(exc.retry_after, 30.0))
+        return await super().start_bulk_test(connector_type, status, concurrency)
 
     async def rotate_secrets(self, new_key: bool) -> RotationReport:
         """Rotation works on the store's key ring, so only locally."""

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
+from connectord.cli import health as health_view
 from connectord.cli import render
 from connectord.cli.app import Code, run, stderr
 from connectord.cli.bulk import run_bulk
@@ -30,7 +31,7 @@ from connectord.cli.inputs import (
 from connectord.cli.render import Output, OutputOpt
 from connectord.declarative import with_secrets
 from connectord.errors import NotFoundError
-from connectord.model import ConnectorStatus
+from connectord.model import UNSET, ConnectorStatus, Unset
 
 app = typer.Typer(
     help="Register, inspect, change, delete and test connectors.",
@@ -46,6 +47,45 @@ IfVersion = Annotated[
     int | None,
     typer.Option("--if-version", help="Refuse (exit 4) unless the connector is still at this version."),
 ]
+CheckIntervalOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--check-interval",
+        metavar="SECONDS|default",
+        help="Seconds between scheduled checks (0 turns them off; 'default': the server's).",
+    ),
+]
+FailureThresholdOpt = Annotated[
+    str | None,
+    typer.Option(
+        "--failure-threshold",
+        metavar="N|default",
+        help="Failed checks in a row that send connector.down ('default': the server's).",
+    ),
+]
+
+
+def _number(value: str | None, flag: str, kind: type[float] | type[int]) -> float | int | Unset | None:
+    """A scheduling flag: left out (``UNSET``), ``default`` (``None``) or a number (the server
+    checks its range)."""
+    if value is None:
+        return UNSET
+    if value.strip().lower() == "default":
+        return None
+    try:
+        return kind(value)
+    except ValueError:
+        what = "a number of seconds" if kind is float else "a whole number"
+        raise typer.BadParameter(f"must be {what} or 'default'", param_hint=flag) from None
+
+
+def _schedule(check_interval: str | None, failure_threshold: str | None) -> dict[str, Any]:
+    """The scheduling flags given, as keyword arguments of register and update."""
+    values = {
+        "check_interval": _number(check_interval, "--check-interval", float),
+        "failure_threshold": _number(failure_threshold, "--failure-threshold", int),
+    }
+    return {k: v for k, v in values.items() if not isinstance(v, Unset)}
 
 
 @app.command("list")
@@ -101,6 +141,8 @@ def register(
     secret_env: SecretEnvOpt = None,
     secret_file: SecretFileOpt = None,
     secret_prompt: SecretPromptOpt = None,
+    check_interval: CheckIntervalOpt = None,
+    failure_threshold: FailureThresholdOpt = None,
     test: Annotated[bool, typer.Option("--test", help="Test the connector right after registering.")] = False,
     tenant: TenantOpt = None,
     output: OutputOpt = Output.TABLE,
@@ -115,6 +157,7 @@ def register(
     check_endpoint(endpoint)
     body = read_object(config, config_file, "config") or {}
     labels = read_object(metadata, metadata_file, "metadata")
+    schedule = _schedule(check_interval, failure_threshold)
 
     async def work() -> int:
         async with backend(ctx, tenant) as api:
@@ -124,7 +167,7 @@ def register(
             secrets = read_secrets(secret_file, secret_env, secret_prompt)
             check_secret_fields(list(secrets), patterns, type_name)
             info = await api.register_connector(
-                name, type_name, endpoint, with_secrets(body, secrets), labels
+                name, type_name, endpoint, with_secrets(body, secrets), labels, **schedule
             )
             result = await api.test_connector(info.id) if test else None
         if output is Output.TABLE:
@@ -164,6 +207,8 @@ def update(
     unset_secret: Annotated[
         list[str] | None, typer.Option("--unset-secret", metavar="FIELD", help="Remove a secret.")
     ] = None,
+    check_interval: CheckIntervalOpt = None,
+    failure_threshold: FailureThresholdOpt = None,
     if_version: IfVersion = None,
     tenant: TenantOpt = None,
     output: OutputOpt = Output.TABLE,
@@ -171,11 +216,13 @@ def update(
     """Change a connector. A new --config replaces the old one; secrets it omits are kept.
 
     [dim]connectord connectors update orders-db --secret-prompt password
-    connectord connectors update orders-db --status disconnected[/dim]
+    connectord connectors update orders-db --status disconnected
+    connectord connectors update orders-db --check-interval 60 --failure-threshold 5[/dim]
     """
     check_endpoint(endpoint)
     body = read_object(config, config_file, "config")
     labels = read_object(metadata, metadata_file, "metadata")
+    schedule = _schedule(check_interval, failure_threshold)
 
     async def work() -> None:
         async with backend(ctx, tenant) as api:
@@ -197,6 +244,7 @@ def update(
                 metadata=labels,
                 status=status.value if status else None,
                 if_version=if_version,
+                **schedule,
             )
             if info is None:
                 raise NotFoundError(f"connector {ref!r} was deleted meanwhile")
@@ -276,6 +324,49 @@ def run_tests(
         return Code.OK if all(r.success for _, r in results) else Code.FAILED
 
     raise typer.Exit(run(ctx, work))
+
+
+@app.command()
+def health(
+    ctx: typer.Context,
+    ref: Annotated[
+        str | None,
+        typer.Argument(help="Connector name or id (without: every connector).", metavar="[NAME_OR_ID]"),
+    ] = None,
+    watch: Annotated[bool, typer.Option("--watch", "-w", help="Keep the view live until Ctrl-C.")] = False,
+    interval: Annotated[
+        float, typer.Option("--interval", min=0.5, max=3600, help="Seconds between refreshes (--watch).")
+    ] = 2.0,
+    connector_type: TypeFilterOpt = None,
+    status: StatusFilter = None,
+    limit: Annotated[
+        int, typer.Option("--limit", "-n", min=1, max=1000, help="At most this many connectors.")
+    ] = 100,
+    tenant: TenantOpt = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Show health: uptime (1 h, 24 h, 7 d), latency p50/p95, the last error, the status and since when.
+
+    [dim]connectord connectors health orders-db
+    connectord connectors health --watch --interval 5[/dim]
+    """
+    if watch and output is not Output.TABLE:
+        raise typer.BadParameter("shows a live table: use it without --output", param_hint="--watch")
+    if ref is not None and (connector_type is not None or status is not None):
+        raise typer.BadParameter(
+            "filter the table of every connector: name no connector", param_hint="--status"
+        )
+    status_value = status.value if status else None
+
+    async def work() -> None:
+        async with backend(ctx, tenant) as api:
+            if watch:
+                await health_view.watch(api, ref, connector_type, status_value, limit, interval)
+                return
+            view = await health_view.look(api, ref, connector_type, status_value, limit)
+        render.emit(view.data, output, view.table)
+
+    run(ctx, work)
 
 
 @app.command()

@@ -16,7 +16,14 @@ from rich.text import Text
 
 from connectord.cli.app import stdout
 from connectord.client import ApiKey
-from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
+from connectord.model import (
+    HEALTH_WINDOWS,
+    AuditEvent,
+    ConnectorInfo,
+    HealthSummary,
+    TenantRecord,
+    TestResult,
+)
 
 
 class Output(enum.StrEnum):
@@ -115,6 +122,8 @@ def connector_detail(c: ConnectorInfo) -> RenderableType:
         ("Secrets set", ", ".join(c.secret_fields) or "-"),
         ("Metadata", _json_inline(c.metadata)),
         ("Version", c.version),
+        ("Check interval", interval_text(c.check_interval)),
+        ("Failure threshold", "server default" if c.failure_threshold is None else c.failure_threshold),
         ("Created", when(c.created_at)),
         ("Updated", when(c.updated_at)),
         ("Last test", when(c.last_used_at)),
@@ -266,3 +275,78 @@ def key_dict(k: ApiKey) -> dict[str, Any]:
 def results_block(results: Sequence[tuple[str, TestResult]]) -> RenderableType:
     """Named test results, one line (and details) each."""
     return Group(*(result_line(name, result) for name, result in results))
+
+
+# --- health (connectors health) -------------------------------------------------------
+
+
+def interval_text(seconds: float | None) -> str:
+    """A connector's check interval as people read it."""
+    if seconds is None:
+        return "server default"
+    return "off" if seconds == 0 else f"{seconds:g} s"
+
+
+def _percent(share: float | None) -> str:
+    return "-" if share is None else f"{share * 100:.1f}%"
+
+
+def _ms(value: int | None) -> str:
+    return "-" if value is None else f"{value} ms"
+
+
+def _uptime_style(share: float | None) -> str:
+    if share is None:
+        return "dim"
+    return "green" if share >= 0.99 else ("yellow" if share >= 0.9 else "red")
+
+
+def _error_text(h: HealthSummary) -> Text:
+    if h.last_error is None:
+        return Text("-")
+    text = Text(h.last_error.error_kind or "failed", style="red")
+    return text.append(f" {when(h.last_error.tested_at)}: {h.last_error.error or ''}", style="")
+
+
+def health_detail(name: str, h: HealthSummary) -> RenderableType:
+    """``connectors health NAME``: one connector's health, figure by figure."""
+    table = Table(box=None, show_header=False, pad_edge=False)
+    table.add_column(style="bold")
+    table.add_column(overflow="fold")
+    status = status_text(h.status).append(f" since {when(h.status_since)}", style="")
+    table.add_row("Connector", Text(name))
+    table.add_row("Status", status)
+    table.add_row("Consecutive failures", str(h.consecutive_failures))
+    table.add_row("Down since", when(h.down_since))
+    for window, _ in HEALTH_WINDOWS:
+        w = h.windows.get(window)
+        if w is not None:
+            share = Text(_percent(w.uptime), style=_uptime_style(w.uptime))
+            table.add_row(f"Uptime {window}", share.append(f" ({w.ok}/{w.checks} checks)", style=""))
+    latency = f"p50 {_ms(h.latency_p50_ms)}, p95 {_ms(h.latency_p95_ms)} ({h.latency_samples} checks)"
+    table.add_row("Latency 24h", latency)
+    table.add_row("Last check", when(h.last_check_at))
+    table.add_row("Last error", _error_text(h))
+    return table
+
+
+def health_table(rows: Sequence[tuple[ConnectorInfo, HealthSummary | None]]) -> RenderableType:
+    """``connectors health`` (and ``--watch``): every connector's health, a line each."""
+    if not rows:
+        return Text("No connectors.")
+    table = _table("NAME", "STATUS", "SINCE", "1H", "24H", "7D", "P50", "P95", "FAILS", "LAST ERROR")
+    for info, h in rows:
+        if h is None:  # deleted between the listing and its health
+            continue
+        shares = [h.windows[w].uptime if w in h.windows else None for w, _ in HEALTH_WINDOWS]
+        table.add_row(
+            _plain(info.name),
+            status_text(h.status),
+            _plain(when(h.status_since)),
+            *(Text(_percent(u), style=_uptime_style(u)) for u in shares),
+            _plain(_ms(h.latency_p50_ms)),
+            _plain(_ms(h.latency_p95_ms)),
+            Text(str(h.consecutive_failures), style="red" if h.consecutive_failures else ""),
+            Text(h.last_error.error_kind or "failed", style="red") if h.last_error else _plain(None),
+        )
+    return table

@@ -5,15 +5,28 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import AsyncIterator, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 import httpx
 
 from connectord.client._base import DEFAULT_TEST_TIMEOUT, DEFAULT_TIMEOUT, WAIT_STEP, ClientBase
-from connectord.client._calls import Call, Calls, changes, definition
+from connectord.client._calls import Call, Calls, changes, definition, webhook_body
 from connectord.client._errors import TransportError
-from connectord.client._models import ApiKey, NewKey, NewTenant
-from connectord.model import TENANT_SCOPES, AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
+from connectord.client._models import ApiKey, NewKey, NewTenant, NewWebhook
+from connectord.model import (
+    TENANT_SCOPES,
+    UNSET,
+    AuditEvent,
+    BulkTest,
+    ConnectorInfo,
+    DeliveryInfo,
+    HealthSummary,
+    Page,
+    TenantRecord,
+    TestResult,
+    Unset,
+    WebhookInfo,
+)
 
 T = TypeVar("T")
 
@@ -102,9 +115,15 @@ class AsyncClient(ClientBase):
         endpoint: str | None = None,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        *,
+        check_interval: float | None = None,
+        failure_threshold: int | None = None,
     ) -> ConnectorInfo:
-        """Register a connector; secrets in ``config`` are stored write-only."""
-        return await self._run(Calls.register(definition(name, connector_type, endpoint, config, metadata)))
+        """Register a connector; secrets in ``config`` are stored write-only. ``check_interval``
+        (seconds, ``0``: no scheduled checks) and ``failure_threshold`` override the server's
+        defaults for it."""
+        body = definition(name, connector_type, endpoint, config, metadata, check_interval, failure_threshold)
+        return await self._run(Calls.register(body))
 
     async def update_connector(
         self,
@@ -115,9 +134,13 @@ class AsyncClient(ClientBase):
         metadata: Mapping[str, Any] | None = None,
         status: str | None = None,
         if_version: int | None = None,
+        *,
+        check_interval: float | Unset | None = UNSET,
+        failure_threshold: int | Unset | None = UNSET,
     ) -> ConnectorInfo | None:
-        """Change the fields given; ``None`` if there is no such connector."""
-        body = changes(name, endpoint, config, metadata, status)
+        """Change the fields given; ``None`` if there is no such connector (``None`` for
+        ``check_interval`` or ``failure_threshold`` puts back the server's default)."""
+        body = changes(name, endpoint, config, metadata, status, check_interval, failure_threshold)
         return await self._run(Calls.update(connector_id, body, if_version))
 
     async def delete_connector(self, connector_id: str, if_version: int | None = None) -> bool:
@@ -156,8 +179,19 @@ class AsyncClient(ClientBase):
         """The tenant's audit events, newest first."""
         return await self._run(Calls.audit(limit, cursor, connector_id))
 
-    async def health(self, wait: float = 0.0) -> dict[str, Any]:
-        """The server's liveness answer; with ``wait``, keep trying that long while it is unreachable."""
+    @overload
+    async def health(self, connector_id: str) -> HealthSummary: ...
+
+    @overload
+    async def health(self, *, wait: float = 0.0) -> dict[str, Any]: ...
+
+    async def health(
+        self, connector_id: str | None = None, *, wait: float = 0.0
+    ) -> HealthSummary | dict[str, Any]:
+        """With a connector id, that connector's health summary; without, the server's
+        liveness answer (with ``wait``, keep trying that long while it is unreachable)."""
+        if connector_id is not None:
+            return await self._run(Calls.connector_health(connector_id))
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -166,6 +200,16 @@ class AsyncClient(ClientBase):
                 if time.monotonic() >= deadline:
                     raise
             await asyncio.sleep(WAIT_STEP)
+
+    async def start_bulk_test(
+        self, connector_type: str | None = None, status: str | None = None, concurrency: int | None = None
+    ) -> BulkTest:
+        """Start testing every matching connector on the server; poll :meth:`bulk_test`."""
+        return await self._run(Calls.start_bulk_test(connector_type, status, concurrency))
+
+    async def bulk_test(self, bulk_id: str) -> BulkTest | None:
+        """A bulk test's progress and, once over, its summary; ``None`` if there is none."""
+        return await self._run(Calls.bulk_test(bulk_id))
 
     # admin (needs a key with the ``admin`` scope)
     async def create_tenant(self, name: str) -> NewTenant:
@@ -189,3 +233,46 @@ class AsyncClient(ClientBase):
     async def revoke_key(self, tenant_id: str, key_id: str) -> bool:
         """Revoke a key; ``False`` if the tenant has no such key."""
         return await self._run(Calls.revoke_key(tenant_id, key_id))
+
+    # webhooks (docs/webhooks.md; the key needs ``connectors:write``)
+    async def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str] | None = None,
+        description: str = "",
+        enabled: bool = True,
+    ) -> NewWebhook:
+        """Register a receiver for ``events`` (every type when ``None``); the answer carries
+        the signing secret, shown this once."""
+        return await self._run(Calls.create_webhook(webhook_body(url, events, description, enabled)))
+
+    async def list_webhooks(self, limit: int = 100, cursor: str | None = None) -> Page[WebhookInfo]:
+        """One page of the tenant's webhooks (never their secrets)."""
+        return await self._run(Calls.list_webhooks(limit, cursor))
+
+    async def get_webhook(self, webhook_id: str) -> WebhookInfo | None:
+        """A webhook, or ``None`` if there is none with this id."""
+        return await self._run(Calls.get_webhook(webhook_id))
+
+    async def update_webhook(
+        self,
+        webhook_id: str,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+        if_version: int | None = None,
+    ) -> WebhookInfo | None:
+        """Change the fields given (``enabled=False`` pauses it); ``None`` if there is no such webhook."""
+        body = webhook_body(url, events, description, enabled)
+        return await self._run(Calls.update_webhook(webhook_id, body, if_version))
+
+    async def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete a webhook; ``False`` if there was none."""
+        return await self._run(Calls.delete_webhook(webhook_id))
+
+    async def webhook_deliveries(
+        self, webhook_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[DeliveryInfo]:
+        """A webhook's deliveries, newest first: status, attempts, the last answer."""
+        return await self._run(Calls.webhook_deliveries(webhook_id, limit, cursor))

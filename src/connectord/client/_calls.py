@@ -19,14 +19,31 @@ from connectord.client._models import (
     ApiKey,
     NewKey,
     NewTenant,
+    NewWebhook,
     api_key_from_dict,
     audit_from_dict,
+    bulk_test_from_dict,
     connector_from_dict,
+    delivery_from_dict,
+    health_from_dict,
     result_from_dict,
     tenant_from_dict,
+    webhook_from_dict,
 )
 from connectord.errors import ConnectordError
-from connectord.model import AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
+from connectord.model import (
+    UNSET,
+    AuditEvent,
+    BulkTest,
+    ConnectorInfo,
+    DeliveryInfo,
+    HealthSummary,
+    Page,
+    TenantRecord,
+    TestResult,
+    Unset,
+    WebhookInfo,
+)
 
 T = TypeVar("T")
 
@@ -98,6 +115,8 @@ def definition(
     endpoint: str | None,
     config: Mapping[str, Any] | None,
     metadata: Mapping[str, Any] | None,
+    check_interval: float | None = None,
+    failure_threshold: int | None = None,
 ) -> dict[str, Any]:
     body: dict[str, Any] = {"name": name, "connector_type": connector_type}
     if endpoint is not None:
@@ -106,7 +125,7 @@ def definition(
         body["config"] = dict(config)
     if metadata is not None:
         body["metadata"] = dict(metadata)
-    return body
+    return body | _clean({"check_interval": check_interval, "failure_threshold": failure_threshold})
 
 
 def changes(
@@ -115,12 +134,19 @@ def changes(
     config: Mapping[str, Any] | None,
     metadata: Mapping[str, Any] | None,
     status: str | None,
+    check_interval: float | Unset | None = UNSET,
+    failure_threshold: int | Unset | None = UNSET,
 ) -> dict[str, Any]:
     body: dict[str, Any] = _clean({"name": name, "endpoint": endpoint, "status": status})
     if config is not None:
         body["config"] = dict(config)
     if metadata is not None:
         body["metadata"] = dict(metadata)
+    # Sent as null, these go back to the server's default; left out, they stay.
+    if not isinstance(check_interval, Unset):
+        body["check_interval"] = check_interval
+    if not isinstance(failure_threshold, Unset):
+        body["failure_threshold"] = failure_threshold
     return body
 
 
@@ -248,3 +274,100 @@ class Calls:
     def health(root_url: str) -> Call[dict[str, Any]]:
         # Liveness lives at the server root, outside the API prefix.
         return Call("GET", root_url + "healthz", lambda r: dict(read_json(r)), retry=True)
+
+    # health summary and bulk tests (docs/health.md)
+    @staticmethod
+    def connector_health(connector_id: str) -> Call[HealthSummary]:
+        return Call(
+            "GET",
+            f"connectors/{_id(connector_id)}/health",
+            lambda r: health_from_dict(read_json(r)),
+            retry=True,
+        )
+
+    @staticmethod
+    def start_bulk_test(
+        connector_type: str | None, status: str | None, concurrency: int | None
+    ) -> Call[BulkTest]:
+        body = _clean({"connector_type": connector_type, "status": status, "concurrency": concurrency})
+        # Not retried: a replay after a lost answer would start a second bulk test.
+        return Call("POST", "connectors/bulk-test", lambda r: bulk_test_from_dict(read_json(r)), body=body)
+
+    @staticmethod
+    def bulk_test(bulk_id: str) -> Call[BulkTest | None]:
+        return Call(
+            "GET",
+            f"bulk-tests/{_id(bulk_id)}",
+            lambda r: bulk_test_from_dict(read_json(r)),
+            retry=True,
+            on_missing=lambda _: None,
+        )
+
+    # webhooks (docs/webhooks.md)
+    @staticmethod
+    def create_webhook(body: dict[str, Any]) -> Call[NewWebhook]:
+        def read(resp: httpx.Response) -> NewWebhook:
+            data = read_json(resp)
+            return NewWebhook(webhook_from_dict(data), data["secret"])
+
+        # Not retried: a replay after a lost answer would make a second webhook (and secret).
+        return Call("POST", "webhooks", read, body=body)
+
+    @staticmethod
+    def list_webhooks(limit: int, cursor: str | None) -> Call[Page[WebhookInfo]]:
+        params = _clean({"limit": limit, "cursor": cursor})
+        return Call("GET", "webhooks", page_of(webhook_from_dict), params=params, retry=True)
+
+    @staticmethod
+    def get_webhook(webhook_id: str) -> Call[WebhookInfo | None]:
+        return Call(
+            "GET",
+            f"webhooks/{_id(webhook_id)}",
+            lambda r: webhook_from_dict(read_json(r)),
+            retry=True,
+            on_missing=lambda _: None,
+        )
+
+    @staticmethod
+    def update_webhook(
+        webhook_id: str, body: dict[str, Any], if_version: int | None
+    ) -> Call[WebhookInfo | None]:
+        return Call(
+            "PUT",
+            f"webhooks/{_id(webhook_id)}",
+            lambda r: webhook_from_dict(read_json(r)),
+            body=body,
+            headers=_etag(if_version),
+            retry=if_version is not None,
+            on_missing=lambda _: None,
+        )
+
+    @staticmethod
+    def delete_webhook(webhook_id: str) -> Call[bool]:
+        return Call(
+            "DELETE",
+            f"webhooks/{_id(webhook_id)}",
+            lambda _: True,
+            retry=True,
+            on_missing=lambda retried: retried,
+        )
+
+    @staticmethod
+    def webhook_deliveries(webhook_id: str, limit: int, cursor: str | None) -> Call[Page[DeliveryInfo]]:
+        return Call(
+            "GET",
+            f"webhooks/{_id(webhook_id)}/deliveries",
+            page_of(delivery_from_dict),
+            params=_clean({"limit": limit, "cursor": cursor}),
+            retry=True,
+        )
+
+
+def webhook_body(
+    url: str | None, events: Sequence[str] | None, description: str | None, enabled: bool | None
+) -> dict[str, Any]:
+    """The JSON body of a webhook create or update: the fields given."""
+    body: dict[str, Any] = _clean({"url": url, "description": description, "enabled": enabled})
+    if events is not None:
+        body["events"] = list(events)
+    return body

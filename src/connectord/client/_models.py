@@ -8,7 +8,16 @@ from datetime import datetime
 from typing import Any, TypeVar
 
 from connectord.errors import ConnectordError
-from connectord.model import AuditEvent, ConnectorInfo, TenantRecord, TestResult
+from connectord.model import (
+    AuditEvent,
+    BulkTest,
+    ConnectorInfo,
+    DeliveryInfo,
+    HealthSummary,
+    TenantRecord,
+    TestResult,
+    WebhookInfo,
+)
 
 T = TypeVar("T")
 
@@ -82,3 +91,34 @@ def api_key_from_dict(data: Mapping[str, Any]) -> ApiKey:
     if created is None:
         raise ConnectordError("the server sent a key without created_at")
     return ApiKey(data["id"], data["name"], tuple(data["scopes"]), created, _dt(data.get("revoked_at")))
+
+
+def health_from_dict(data: Mapping[str, Any]) -> HealthSummary:
+    """A :class:`HealthSummary` from its ``to_dict()`` form."""
+    return _parsed(HealthSummary.from_dict, data, "health summary")
+
+
+def bulk_test_from_dict(data: Mapping[str, Any]) -> BulkTest:
+    """A :class:`BulkTest` from its ``to_dict()`` form."""
+    return _parsed(BulkTest.from_dict, data, "bulk test")
+
+
+# --- webhooks ---
+
+
+@dataclass(frozen=True, slots=True)
+class NewWebhook:
+    """A webhook just created and its signing secret (``whsec_...``, shown this once)."""
+
+    webhook: WebhookInfo
+    secret: str = field(repr=False)
+
+
+def webhook_from_dict(data: Mapping[str, Any]) -> WebhookInfo:
+    """A :class:`WebhookInfo` from its ``to_dict()`` form."""
+    return _parsed(WebhookInfo.from_dict, data, "webhook")
+
+
+def delivery_from_dict(data: Mapping[str, Any]) -> DeliveryInfo:
+    """A :class:`DeliveryInfo` from its ``to_dict()`` form."""
+    return _parsed(DeliveryInfo.from_dict, data, "webhook delivery")

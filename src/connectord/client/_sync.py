@@ -4,15 +4,28 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from typing import Any, Self, TypeVar
+from typing import Any, Self, TypeVar, overload
 
 import httpx
 
 from connectord.client._base import DEFAULT_TEST_TIMEOUT, DEFAULT_TIMEOUT, WAIT_STEP, ClientBase
-from connectord.client._calls import Call, Calls, changes, definition
+from connectord.client._calls import Call, Calls, changes, definition, webhook_body
 from connectord.client._errors import TransportError
-from connectord.client._models import ApiKey, NewKey, NewTenant
-from connectord.model import TENANT_SCOPES, AuditEvent, ConnectorInfo, Page, TenantRecord, TestResult
+from connectord.client._models import ApiKey, NewKey, NewTenant, NewWebhook
+from connectord.model import (
+    TENANT_SCOPES,
+    UNSET,
+    AuditEvent,
+    BulkTest,
+    ConnectorInfo,
+    DeliveryInfo,
+    HealthSummary,
+    Page,
+    TenantRecord,
+    TestResult,
+    Unset,
+    WebhookInfo,
+)
 
 T = TypeVar("T")
 
@@ -101,9 +114,15 @@ class Client(ClientBase):
         endpoint: str | None = None,
         config: Mapping[str, Any] | None = None,
         metadata: Mapping[str, Any] | None = None,
+        *,
+        check_interval: float | None = None,
+        failure_threshold: int | None = None,
     ) -> ConnectorInfo:
-        """Register a connector; secrets in ``config`` are stored write-only."""
-        return self._run(Calls.register(definition(name, connector_type, endpoint, config, metadata)))
+        """Register a connector; secrets in ``config`` are stored write-only. ``check_interval``
+        (seconds, ``0``: no scheduled checks) and ``failure_threshold`` override the server's
+        defaults for it."""
+        body = definition(name, connector_type, endpoint, config, metadata, check_interval, failure_threshold)
+        return self._run(Calls.register(body))
 
     def update_connector(
         self,
@@ -114,13 +133,17 @@ class Client(ClientBase):
         metadata: Mapping[str, Any] | None = None,
         status: str | None = None,
         if_version: int | None = None,
+        *,
+        check_interval: float | Unset | None = UNSET,
+        failure_threshold: int | Unset | None = UNSET,
     ) -> ConnectorInfo | None:
         """Change the fields given; ``None`` if there is no such connector.
 
         With ``if_version``, a connector that changed since raises
-        :class:`~connectord.errors.VersionConflictError`.
+        :class:`~connectord.errors.VersionConflictError`. ``check_interval`` and
+        ``failure_threshold`` change when given; ``None`` puts back the server's default.
         """
-        body = changes(name, endpoint, config, metadata, status)
+        body = changes(name, endpoint, config, metadata, status, check_interval, failure_threshold)
         return self._run(Calls.update(connector_id, body, if_version))
 
     def delete_connector(self, connector_id: str, if_version: int | None = None) -> bool:
@@ -156,9 +179,19 @@ class Client(ClientBase):
         """The tenant's audit events, newest first."""
         return self._run(Calls.audit(limit, cursor, connector_id))
 
-    def health(self, wait: float = 0.0) -> dict[str, Any]:
-        """The server's liveness answer. With ``wait``, keep trying for up to that many
-        seconds while the server is not reachable yet (a server that is starting)."""
+    @overload
+    def health(self, connector_id: str) -> HealthSummary: ...
+
+    @overload
+    def health(self, *, wait: float = 0.0) -> dict[str, Any]: ...
+
+    def health(self, connector_id: str | None = None, *, wait: float = 0.0) -> HealthSummary | dict[str, Any]:
+        """With a connector id, that connector's health summary (uptime, latency percentiles,
+        last error, status since: ``docs/health.md``). Without, the server's liveness answer;
+        with ``wait``, keep trying for up to that many seconds while the server is not
+        reachable yet (a server that is starting)."""
+        if connector_id is not None:
+            return self._run(Calls.connector_health(connector_id))
         deadline = time.monotonic() + wait
         while True:
             try:
@@ -167,6 +200,17 @@ class Client(ClientBase):
                 if time.monotonic() >= deadline:
                     raise
             time.sleep(WAIT_STEP)
+
+    def start_bulk_test(
+        self, connector_type: str | None = None, status: str | None = None, concurrency: int | None = None
+    ) -> BulkTest:
+        """Start testing every matching connector on the server; poll :meth:`bulk_test`
+        for its progress and, once done, its summary."""
+        return self._run(Calls.start_bulk_test(connector_type, status, concurrency))
+
+    def bulk_test(self, bulk_id: str) -> BulkTest | None:
+        """A bulk test's progress and, once over, its summary; ``None`` if there is none."""
+        return self._run(Calls.bulk_test(bulk_id))
 
     # admin (needs a key with the ``admin`` scope)
     def create_tenant(self, name: str) -> NewTenant:
@@ -188,3 +232,46 @@ class Client(ClientBase):
     def revoke_key(self, tenant_id: str, key_id: str) -> bool:
         """Revoke a key; ``False`` if the tenant has no such key."""
         return self._run(Calls.revoke_key(tenant_id, key_id))
+
+    # webhooks (docs/webhooks.md; the key needs ``connectors:write``)
+    def create_webhook(
+        self,
+        url: str,
+        events: Sequence[str] | None = None,
+        description: str = "",
+        enabled: bool = True,
+    ) -> NewWebhook:
+        """Register a receiver for ``events`` (every type when ``None``); the answer carries
+        the signing secret, shown this once."""
+        return self._run(Calls.create_webhook(webhook_body(url, events, description, enabled)))
+
+    def list_webhooks(self, limit: int = 100, cursor: str | None = None) -> Page[WebhookInfo]:
+        """One page of the tenant's webhooks (never their secrets)."""
+        return self._run(Calls.list_webhooks(limit, cursor))
+
+    def get_webhook(self, webhook_id: str) -> WebhookInfo | None:
+        """A webhook, or ``None`` if there is none with this id."""
+        return self._run(Calls.get_webhook(webhook_id))
+
+    def update_webhook(
+        self,
+        webhook_id: str,
+        url: str | None = None,
+        events: Sequence[str] | None = None,
+        description: str | None = None,
+        enabled: bool | None = None,
+        if_version: int | None = None,
+    ) -> WebhookInfo | None:
+        """Change the fields given (``enabled=False`` pauses it); ``None`` if there is no such webhook."""
+        body = webhook_body(url, events, description, enabled)
+        return self._run(Calls.update_webhook(webhook_id, body, if_version))
+
+    def delete_webhook(self, webhook_id: str) -> bool:
+        """Delete a webhook; ``False`` if there was none."""
+        return self._run(Calls.delete_webhook(webhook_id))
+
+    def webhook_deliveries(
+        self, webhook_id: str, limit: int = 50, cursor: str | None = None
+    ) -> Page[DeliveryInfo]:
+        """A webhook's deliveries, newest first: status, attempts, the last answer."""
+        return self._run(Calls.webhook_deliveries(webhook_id, limit, cursor))

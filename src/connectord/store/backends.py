@@ -322,11 +322,13 @@ class PgExecutor(Executor):
 class PostgresBackend(Backend):
     """A shared PostgreSQL database through an asyncpg pool."""
 
-    def __init__(self, url: str, *, min_size: int = 2, max_size: int = 10) -> None:
+    def __init__(self, url: str, *, timeout: float = 10.0, min_size: int = 2, max_size: int = 10) -> None:
         from sqlalchemy.dialects.postgresql.asyncpg import dialect
 
         self.url = url
         self.dialect = dialect()  # type: ignore[no-untyped-call]
+        #: Seconds any one operation may take, from waiting for a connection to its commit.
+        self.timeout = timeout
         self._sizes = (min_size, max_size)
         self._pool: Any = None
 
@@ -338,7 +340,11 @@ class PostgresBackend(Backend):
         try:
             await upgrade_postgres(self.url)
             self._pool = await asyncpg.create_pool(
-                _asyncpg_dsn(self.url), min_size=self._sizes[0], max_size=self._sizes[1]
+                _asyncpg_dsn(self.url),
+                min_size=self._sizes[0],
+                max_size=self._sizes[1],
+                timeout=self.timeout,  # connecting
+                command_timeout=self.timeout,  # each statement, cancelled on the server too
             )
         except (OSError, asyncpg.PostgresError) as exc:
             raise StoreError(f"cannot reach the PostgreSQL store: {type(exc).__name__}") from None
@@ -349,12 +355,35 @@ class PostgresBackend(Backend):
             self._pool = None
 
     async def read(self, op: Operation[T]) -> T:
-        async with self._pool.acquire() as conn:
-            return await op(PgExecutor(conn))
+        return await self._bounded(op, transaction=False)
 
     async def write(self, op: Operation[T]) -> T:
-        async with self._pool.acquire() as conn, conn.transaction():
-            return await op(PgExecutor(conn))
+        return await self._bounded(op, transaction=True)
+
+    async def _bounded(self, op: Operation[T], *, transaction: bool) -> T:
+        """Run ``op`` within :attr:`timeout`; a database that is down, restarting or too slow
+        is a :class:`StoreError` (503) at once, never a hung request or a 500. A write cut by
+        the bound is rolled back, so nothing that was not acknowledged is kept. The pool
+        replaces broken connections by itself when the database returns."""
+        import asyncpg
+
+        if self._pool is None:
+            raise StoreError("the store is not started")
+        try:
+            async with asyncio.timeout(self.timeout), self._pool.acquire() as conn:
+                if not transaction:
+                    return await op(PgExecutor(conn))
+                async with conn.transaction():
+                    return await op(PgExecutor(conn))
+        except TimeoutError:
+            raise StoreError(f"the PostgreSQL store did not answer within {self.timeout:g} s") from None
+        except (
+            OSError,
+            asyncpg.InterfaceError,  # the connection is gone (closed under us, mid-query)
+            asyncpg.PostgresConnectionError,
+            asyncpg.exceptions.OperatorInterventionError,  # shutting down, not yet accepting
+        ) as exc:
+            raise StoreError(f"the PostgreSQL store is unreachable ({type(exc).__name__})") from None
 
 
 def _asyncpg_dsn(url: str) -> str:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import os
 from pathlib import Path
 
@@ -12,6 +13,18 @@ from alembic.config import Config
 MIGRATIONS = Path(__file__).parent / "migrations"
 # Any fixed number: replicas starting together take turns migrating.
 _PG_LOCK_ID = 0x636F6E6E
+
+
+@functools.cache
+def head_revision() -> str:
+    """The newest migration of this release (what a ready store is at)."""
+    from alembic.script import ScriptDirectory
+
+    cfg = Config()
+    cfg.set_main_option("script_location", str(MIGRATIONS))
+    head = ScriptDirectory.from_config(cfg).get_current_head()
+    assert head is not None
+    return head
 
 
 def _config(connection: sa.Connection) -> Config:

@@ -185,6 +185,16 @@ webhook_deliveries = sa.Table(
     sa.Column("delivered_at", TS, nullable=True),
     sa.Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
     sa.Index("ix_webhook_deliveries_webhook", "tenant_id", "webhook_id", "event_seq"),
+    # The claim ranks the pending deliveries of each (webhook, connector) by seq: only
+    # pending rows are indexed, so a large delivered history costs nothing.
+    sa.Index(
+        "ix_webhook_deliveries_pending",
+        "webhook_id",
+        "connector_id",
+        "event_seq",
+        postgresql_where=sa.text("status = 'pending'"),
+        sqlite_where=sa.text("status = 'pending'"),
+    ),
 )
 
 # --- bulk tests over the API ---------------------------------------------------------------

@@ -19,7 +19,7 @@ from connectord.api.schemas import (
     TestResultPage,
 )
 from connectord.errors import NotFoundError
-from connectord.model import ConnectorStatus
+from connectord.model import UNSET, ConnectorStatus
 
 router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
 
@@ -73,6 +73,8 @@ async def register_connector(
         body.metadata,
         actor=who.actor,
         idempotency_key=idempotency_key,
+        check_interval=body.check_interval,
+        failure_threshold=body.failure_threshold,
     )
     return connector_response(info, 201, {"Location": f"/api/v1/connectors/{info.id}"})
 
@@ -137,6 +139,9 @@ async def update_connector(
         status=body.status,
         expected_version=parse_if_match(if_match),
         actor=who.actor,
+        # Given as null, they go back to the server's default; left out, they stay.
+        check_interval=body.check_interval if "check_interval" in given else UNSET,
+        failure_threshold=body.failure_threshold if "failure_threshold" in given else UNSET,
     )
     if info is None:
         raise NotFoundError(_MISSING)

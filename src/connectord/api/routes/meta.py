@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Query
+from fastapi import APIRouter, Query, Request
 from starlette.responses import Response
 
 from connectord.api.deps import NO_NUL, Cursor, MetricsDep, Reader
@@ -12,6 +12,7 @@ from connectord.api.docs import problems
 from connectord.api.metrics import CONTENT_TYPE_LATEST
 from connectord.api.responses import json_response, page_response
 from connectord.api.schemas import AuditPage, ConnectorTypeList, Health
+from connectord.errors import NotReadyError
 
 router = APIRouter()
 _HEALTH = b'{"status":"ok"}'
@@ -55,6 +56,26 @@ async def audit(
 )
 async def healthz() -> Response:
     """Liveness: the process answers."""
+    return Response(_HEALTH, media_type="application/json")
+
+
+@router.get(
+    "/readyz",
+    operation_id="readyz",
+    response_model=Health,
+    responses=problems(503, common=False),
+    tags=["operations"],
+    summary="Readiness",
+)
+async def readyz(request: Request) -> Response:
+    """Readiness: the database answers within a bound, its schema is at head, the key ring
+    is loaded, and every background task this process should run (the scheduler) runs;
+    else 503 with the reason as a problem document."""
+    await request.app.state.facade.check_ready()
+    for check in request.app.state.readiness_checks:
+        reason = check()
+        if reason is not None:
+            raise NotReadyError(reason)
     return Response(_HEALTH, media_type="application/json")
 
 
