@@ -102,21 +102,8 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(
 
 
 def _make_key(env: dict[str, str]) -> str:
-    """A connectors:write key, made by the CLI on the server's store (beside the running server)."""
-    for args in (
-        ("tenants", "create", "ops"),
-        (
-            "keys",
-            "create",
-            "--tenant",
-            "ops",
-            "--scope",
-            "connectors:write",
-            "--scope",
-            "connectors:read",
-            "--key-only",
-        ),
-    ):
+    """A key with the default scopes (read, write, test), made by the CLI on the server's store."""
+    for args in (("tenants", "create", "ops"), ("keys", "create", "--tenant", "ops", "--key-only")):
         made = subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=60)
         assert made.returncode == 0, made.stderr
     return made.stdout.strip()

@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -217,3 +220,46 @@ def test_postgres_store_starts(
     env = {"CONNECTORD_DATABASE_URL": pg_url, "CONNECTORD_SECRET_KEY": secret_key_value,
            "CONNECTORD_DATA_DIR": str(tmp_path)}  # fmt: skip
     assert _run([str(plain_python), "-c", script], timeout=120, env=env).strip() == "0"
+
+
+def test_serve_from_a_plain_install_serves_the_console_is_ready_and_stops_cleanly(
+    plain_python: Path, tmp_path: Path
+) -> None:
+    """What the README's `make run` shows, from `pip install .` alone: the console at `/` (its
+    templates and static files come with the wheel), `/readyz`, and a SIGTERM that exits 0."""
+    import httpx
+
+    port = free_port()
+    env = {**os.environ, "CONNECTORD_DATA_DIR": str(tmp_path / "data"), "CONNECTORD_SCHEDULER": "on"}
+    log = tmp_path / "serve.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen(
+            [str(plain_python.parent / "connectord"), "serve", "--port", str(port)],
+            env=env,
+            stdout=out,
+            stderr=out,
+        )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert proc.poll() is None, log.read_text()
+            try:
+                if httpx.get(f"{url}/readyz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.2)
+        page = httpx.get(f"{url}/", timeout=10)
+        assert page.status_code == 200
+        assert 'name="api_key"' in page.text
+        assert 'name="csrf_token"' in page.text
+        styles = re.findall(r'href="(/[^"]+\.css)"', page.text)
+        assert styles, page.text[:500]
+        assert httpx.get(url + styles[0], timeout=10).status_code == 200
+        assert "this process owns it" in log.read_text()  # the SQLite scheduler says where it runs
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        code = proc.wait(40)
+    assert code == 0, log.read_text()

@@ -44,6 +44,7 @@ from connectord.model import (
     ConnectorInfo,
     ConnectorStatus,
     DeliveryInfo,
+    ErrorKind,
     Event,
     EventType,
     HealthSummary,
@@ -103,6 +104,10 @@ class ConnectorsFacade:
         self._start_lock = asyncio.Lock()
         #: The bulk tests this process runs (docs/health.md).
         self._bulk = BulkTests()
+        #: Records of tests that were cut, still being written (aclose waits for them).
+        self._recording: set[asyncio.Future[None]] = set()
+        #: The tasks in a test: a shutdown cancels them, and aclose lets them write that down.
+        self._testing: set[asyncio.Task[Any]] = set()
 
     @property
     def registry(self) -> TypeRegistry:
@@ -135,6 +140,10 @@ class ConnectorsFacade:
     async def aclose(self) -> None:
         """Cancel the bulk tests still running here (each records itself cancelled); release the store."""
         await self._bulk.close()
+        if self._testing:
+            await asyncio.wait(self._testing, timeout=5)
+        if self._recording:
+            await asyncio.wait(self._recording, timeout=5)
         if self._started:
             await self.store.close()
             self._started = False
@@ -507,7 +516,20 @@ class ConnectorsFacade:
             raise NotFoundError("no such connector")
         if info.status == ConnectorStatus.DEPRECATED:
             raise InvalidTransitionError("the connector is deprecated; tests are refused")
-        result, capabilities = await self._probe_info(info)
+        running = asyncio.current_task()
+        if running is not None:
+            self._testing.add(running)
+        try:
+            result, capabilities = await self._probe_info(info)
+        except asyncio.CancelledError:
+            # Cut (a shutdown past its drain bound, a caller gone): say so in the history.
+            # The record runs on its own; aclose waits for it before the store closes.
+            recording = asyncio.ensure_future(self._record(info, _cancelled_result(info), None, actor))
+            self._recording.add(recording)
+            recording.add_done_callback(self._recording.discard)
+            raise
+        finally:
+            self._testing.discard(running)
         await self._record(info, result, capabilities, actor)
         return result
 
@@ -1031,6 +1053,12 @@ def _schedule(check_interval: float | Unset | None, failure_threshold: int | Uns
     if not isinstance(failure_threshold, Unset):
         given["failure_threshold"] = check_failure_threshold(failure_threshold)
     return given
+
+
+def _cancelled_result(info: ConnectorInfo) -> TestResult:
+    message = "the test was cut before it finished (the server stopped, or the caller went away)"
+    details = {"error_kind": str(ErrorKind.CANCELLED)}
+    return TestResult(False, info.id, None, message, details, utcnow())
 
 
 def _test_audit(result: TestResult) -> dict[str, Any]:

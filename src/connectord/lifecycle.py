@@ -6,7 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from connectord.errors import FieldError, InvalidTransitionError, ValidationError
-from connectord.model import ConnectorInfo, ConnectorStatus, TestResult
+from connectord.model import ConnectorInfo, ConnectorStatus, ErrorKind, TestResult
 
 S = ConnectorStatus
 #: Statuses a user may set, and the statuses each may be set from.
@@ -60,6 +60,8 @@ def changes_after_test(
     """What a test result changes on the connector: its last use, its capabilities if
     the probe learned them, and its status unless a user paused or retired it."""
     changes: dict[str, Any] = {"last_used_at": result.tested_at}
+    if result.error_kind == ErrorKind.CANCELLED:
+        return changes
     if current.status not in _KEPT_BY_TESTS:
         changes["status"] = ConnectorStatus.CONNECTED if result.success else ConnectorStatus.ERROR
     if capabilities is not None and capabilities != current.capabilities:

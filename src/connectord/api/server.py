@@ -8,6 +8,7 @@ import math
 import os
 import resource
 import shlex
+import signal
 
 import uvicorn
 
@@ -126,6 +127,9 @@ def serve(settings: Settings, *, demo: bool = False) -> None:
         settings = settings.model_copy(update={"max_connections": cap})
     print(flush=True)
     _export(settings)
+    # uvicorn drains on SIGTERM, then raises the signal again with the handler it found:
+    # a handler that does nothing makes that a clean exit (0) instead of death by SIGTERM.
+    signal.signal(signal.SIGTERM, lambda *_: None)
     uvicorn.run(
         "connectord.api.server:app_from_env",
         factory=True,

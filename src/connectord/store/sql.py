@@ -26,6 +26,7 @@ from connectord.model import (
     ConnectorStatus,
     DeliveryInfo,
     DeliveryStatus,
+    ErrorKind,
     Event,
     EventType,
     RecentTests,
@@ -170,6 +171,8 @@ def _audit_params(event: AuditEvent) -> dict[str, Any]:
 def _outage_changes(row: Row, result: TestResult, default_threshold: int) -> dict[str, Any]:
     """The failure count after a test and, where it starts or ends an outage, ``down_since``:
     set by the ``failure_threshold``-th failure in a row, cleared by the next success."""
+    if result.error_kind == ErrorKind.CANCELLED:
+        return {}  # a cut test says nothing of the connector
     failures = 0 if result.success else int(row["consecutive_failures"] or 0) + 1
     changes: dict[str, Any] = {"consecutive_failures": failures}
     threshold = row["failure_threshold"] or default_threshold
