@@ -97,3 +97,29 @@ def serve(
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(5)
+
+
+def start_serve(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """``connectord serve`` with exactly ``env`` (its log appended to ``log``), once it answers."""
+    port = free_port()
+    with log.open("a") as out:
+        proc = subprocess.Popen([SCRIPT, "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 30
+    while True:
+        assert proc.poll() is None, log.read_text()
+        try:
+            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
+                return proc, url
+        except httpx.TransportError:
+            pass
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
+def make_key(env: dict[str, str]) -> str:
+    """A key with the default scopes (read, write, test), made by the CLI on the server's store."""
+    for args in (("tenants", "create", "ops"), ("keys", "create", "--tenant", "ops", "--key-only")):
+        made = subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=60)
+        assert made.returncode == 0, made.stderr
+    return made.stdout.strip()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import base64
 import os
 import signal
-import subprocess
 import threading
 import time
 from pathlib import Path
@@ -16,24 +15,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.cli_server import CLI_ENV, SCRIPT, free_port
-
-
-def _start(env: dict[str, str], log: Path) -> tuple[subprocess.Popen[bytes], str]:
-    port = free_port()
-    with log.open("a") as out:
-        proc = subprocess.Popen([SCRIPT, "serve", "--port", str(port)], env=env, stdout=out, stderr=out)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 30
-    while True:
-        assert proc.poll() is None, log.read_text()
-        try:
-            if httpx.get(f"{url}/healthz", timeout=1).status_code == 200:
-                return proc, url
-        except httpx.TransportError:
-            pass
-        assert time.monotonic() < deadline, log.read_text()
-        time.sleep(0.1)
+from tests.cli_server import CLI_ENV, make_key, start_serve
 
 
 def _writer(url: str, key: str, n: int, acked: list[str]) -> None:
@@ -60,9 +42,9 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(
         env["CONNECTORD_DATABASE_URL"] = request.getfixturevalue("fresh_pg_url")
         env["CONNECTORD_SECRET_KEY"] = base64.b64encode(os.urandom(32)).decode()
     log = tmp_path / "serve.log"
-    proc, url = _start(env, log)
+    proc, url = start_serve(env, log)
     try:
-        key = _make_key(env)
+        key = make_key(env)
         acked: list[list[str]] = [[] for _ in range(4)]
         writers = [threading.Thread(target=_writer, args=(url, key, n, acked[n])) for n in range(4)]
         for w in writers:
@@ -79,7 +61,7 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(
         if proc.poll() is None:
             proc.kill()
     done = {cid for ids in acked for cid in ids}
-    proc, url = _start(env, log)
+    proc, url = start_serve(env, log)
     try:
         found: set[str] = set()
         with httpx.Client(base_url=url, headers={"Authorization": f"Bearer {key}"}, timeout=10) as client:
@@ -99,11 +81,3 @@ def test_sigkill_during_writes_loses_no_acknowledged_write(
     assert len(done) >= 200
     missing = done - found
     assert not missing, f"{len(missing)} acknowledged writes were lost"
-
-
-def _make_key(env: dict[str, str]) -> str:
-    """A key with the default scopes (read, write, test), made by the CLI on the server's store."""
-    for args in (("tenants", "create", "ops"), ("keys", "create", "--tenant", "ops", "--key-only")):
-        made = subprocess.run([SCRIPT, *args], env=env, capture_output=True, text=True, timeout=60)
-        assert made.returncode == 0, made.stderr
-    return made.stdout.strip()

@@ -13,8 +13,7 @@ from pathlib import Path
 
 import httpx
 
-from tests.cli_server import CLI_ENV
-from tests.test_crash_durability import _make_key, _start
+from tests.cli_server import CLI_ENV, make_key, start_serve
 
 
 def test_sigterm_cuts_a_test_past_the_drain_bound_records_it_cancelled_and_exits_0(tmp_path: Path) -> None:
@@ -29,9 +28,9 @@ def test_sigterm_cuts_a_test_past_the_drain_bound_records_it_cancelled_and_exits
         "CONNECTORD_DRAIN_TIMEOUT": "1",
     }
     log = tmp_path / "serve.log"
-    proc, url = _start(env, log)
+    proc, url = start_serve(env, log)
     try:
-        key = _make_key(env)
+        key = make_key(env)
         headers = {"Authorization": f"Bearer {key}"}
         body = {
             "name": "slow",
@@ -69,7 +68,7 @@ def test_sigterm_cuts_a_test_past_the_drain_bound_records_it_cancelled_and_exits
     assert answers, "the test request never ended"
     assert not (isinstance(answers[0], httpx.Response) and answers[0].status_code == 200)
 
-    proc, url = _start(env, log)
+    proc, url = start_serve(env, log)
     try:
         history = httpx.get(
             f"{url}/api/v1/connectors/{connector}/history", headers=headers, timeout=10

@@ -26,7 +26,7 @@ from typing import Any
 
 from connectord.errors import ProbeError
 from connectord.model import ErrorKind
-from connectord.network.files import TENANT_PLACEHOLDER
+from connectord.network.files import path_in_roots, tenant_roots
 from connectord.settings import Settings
 
 KINDS = ("env", "file", "aws-sm")
@@ -86,9 +86,9 @@ class ReferencePolicy:
         if ref.kind == "file":
             if not os.path.isabs(ref.target):
                 return "file: takes an absolute path"
-            folders = [_for_tenant(f, tenant_id) for f in self.folders]
-            real = os.path.realpath(ref.target)
-            if not any(f is not None and _under(real, f) for f in folders):
+            try:  # the file roots' own check: symlinks and .. resolved first
+                path_in_roots(ref.target, tenant_roots(self.folders, tenant_id))
+            except ProbeError:
                 return (
                     f"{ref} is not allowed: CONNECTORD_SECRET_REF_DIRS lists the folders references may read"
                 )
@@ -109,25 +109,12 @@ def reference_policy(settings: Settings) -> ReferencePolicy:
     )
 
 
-def _for_tenant(pattern: str, tenant_id: str | None) -> str | None:
-    if TENANT_PLACEHOLDER not in pattern:
-        return pattern
-    return pattern.replace(TENANT_PLACEHOLDER, tenant_id) if tenant_id else None
-
-
 def _listed(name: str, allowed: tuple[str, ...], tenant_id: str | None) -> bool:
-    for pattern in allowed:
-        entry = _for_tenant(pattern, tenant_id)
-        if entry is None:
-            continue
+    # {tenant} as in file roots: the tenant's id, or the entry left out without one.
+    for entry in tenant_roots(allowed, tenant_id):
         if name == entry or (entry.endswith("*") and name.startswith(entry[:-1])):
             return True
     return False
-
-
-def _under(real: str, folder: str) -> bool:
-    folder = os.path.realpath(folder)
-    return os.path.commonpath([real, folder]) == folder
 
 
 def references_in(tree: Mapping[str, Any], prefix: tuple[str, ...] = ()) -> dict[str, Reference]:
