@@ -1,23 +1,34 @@
 """Benchmark of the REST API on the embedded SQLite store (not a test).
 
-Seeds a tenant with 10,000 connectors, starts `serve` with one worker, and
-measures with wrk (64 connections, one wrk thread, same machine) the rate and
-p50/p99 latency of:
+Issue 15's measures, in one run, one server worker, wrk on the same machine
+(one wrk thread, 64 connections, 10 s per endpoint):
 
-    GET  /healthz                       the ceiling of the stack
-    GET  /api/v1/connectors/{id}        target >= 0.3 x /healthz, p99 <= 20 ms
-    GET  /api/v1/connectors?limit=100
-    POST /api/v1/connectors             target >= 1,000 durable creates/s
+    bare FastAPI route on uvicorn       the ceiling: one route returning a constant,
+                                        run with the asyncio loop and with uvloop
+                                        (both with httptools); the faster is the ceiling
+    GET  /api/v1/connectors/{id}        with auth: >= 0.6 x the bare route, p99 <= 20 ms
+    POST /api/v1/connectors             durable: >= 0.5 x that GET (and >= 1,500/s where
+                                        the bare route does >= 7,500/s)
+    GET  /api/v1/connectors?limit=100   a list page of 100: >= 0.5 x that GET
+    GET  /healthz                       for reference
 
-Each figure is printed with its ratio to /healthz from the same run.
+The bare route runs both before and after connectord's endpoints; the ceiling
+is the best of those runs, so a quieter moment of a shared machine counts
+against connectord, never for it. The server logs at its default level (INFO:
+one access-log line per request) unless ``--log-level`` says otherwise.
 
     .venv/bin/python bench/api.py [--connectors 10000] [--duration 10] [--connections 64]
+    .venv/bin/python bench/api.py --profile /tmp/api-prof   # py-spy of the server, one file per endpoint
+    .venv/bin/python bench/api.py --json                    # one JSON object, for scripts
+
+wrk comes from Debian (`apt-get install -y wrk`; `make bench` installs it).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import random
 import re
@@ -46,8 +57,6 @@ app = FastAPI()
 async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 """
-
-SERVE = "from connectord.api.server import serve; from connectord.settings import Settings; serve(Settings())"
 POST_SCRIPT = """
 local n = 0
 local prefix = "bench-" .. tostring(math.random(1, 1000000000)) .. "-"
@@ -58,6 +67,10 @@ request = function()
   return wrk.format("POST", "/api/v1/connectors", nil, body)
 end
 """
+GET_BY_ID = "GET /api/v1/connectors/{id}"
+LIST_100 = "GET /api/v1/connectors?limit=100"
+POST = "POST /api/v1/connectors"
+HEALTHZ = "GET /healthz"
 
 
 def free_port() -> int:
@@ -116,11 +129,13 @@ def wrk(url: str, key: str, args: argparse.Namespace, script: Path | None = None
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
+    errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rps": rate,
         "p50_ms": _ms(lat["50"]),
         "p99_ms": _ms(lat["99"]),
-        "errors": int(non2xx.group(1)) if non2xx else 0,
+        "errors": (int(non2xx.group(1)) if non2xx else 0)
+        + (sum(int(g) for g in errors.groups()) if errors else 0),
     }
 
 
@@ -129,9 +144,9 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace) -> dict[str, float]:
-    """The same server stack (uvicorn, asyncio loop, httptools) with one bare route:
-    what this machine allows before any connectord code runs."""
+def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace, loop: str) -> dict[str, float]:
+    """One bare FastAPI route on uvicorn (httptools, ``loop``): what this machine allows
+    before any connectord code runs."""
     (data_dir / "bare_app.py").write_text(BARE_APP)
     port = free_port()
     server = subprocess.Popen(
@@ -143,7 +158,7 @@ def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace) -> dict[str
             "--port",
             str(port),
             "--loop",
-            "asyncio",
+            loop,
             "--http",
             "httptools",
             "--no-access-log",
@@ -160,6 +175,91 @@ def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace) -> dict[str
         server.wait(timeout=10)
 
 
+def py_spy() -> str | None:
+    """py-spy from PATH or beside this interpreter (the virtualenv's bin/)."""
+    beside = Path(sys.executable).with_name("py-spy")
+    return shutil.which("py-spy") or (str(beside) if beside.exists() else None)
+
+
+def profiled(
+    pid: int, name: str, args: argparse.Namespace, measure: dict[str, object]
+) -> subprocess.Popen[bytes] | None:
+    """py-spy sampling the server for the length of one endpoint's run (collapsed stacks,
+    one file per endpoint: read with any flame-graph tool, or grep and sort)."""
+    if args.profile is None:
+        return None
+    out = Path(args.profile)
+    out.mkdir(parents=True, exist_ok=True)
+    slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
+    measure["profile"] = str(out / f"{slug}.txt")
+    return subprocess.Popen(
+        [str(py_spy()), "record", "--pid", str(pid), "--duration", str(args.duration), "--format", "raw"]
+        + ["--rate", "250", "--output", str(measure["profile"]), "--nonblocking"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+
+
+def connectord_runs(
+    data_dir: Path, key: str, some_id: str, args: argparse.Namespace
+) -> dict[str, dict[str, float]]:
+    port = free_port()
+    env = {
+        **os.environ,
+        "CONNECTORD_DATA_DIR": str(data_dir),
+        "CONNECTORD_PORT": str(port),
+        "CONNECTORD_LOG_LEVEL": args.log_level,
+        # The scheduler has nothing due (no connector was ever tested), but keep it from
+        # waking during the runs at all.
+        "CONNECTORD_SCHEDULER": "off",
+    }
+    log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed below
+    server = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=log, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    script = data_dir / "post.lua"
+    script.write_text(POST_SCRIPT)
+    plan: list[tuple[str, str, Path | None]] = [
+        (HEALTHZ, base + "/healthz", None),
+        (GET_BY_ID, f"{base}/api/v1/connectors/{some_id}", None),
+        (LIST_100, base + "/api/v1/connectors?limit=100", None),
+        (POST, base + "/api/v1/connectors", script),
+    ]
+    runs: dict[str, dict[str, float]] = {}
+    try:
+        wait_ready(base)
+        for name, url, lua in plan:
+            extra: dict[str, object] = {}
+            spy = profiled(server.pid, name, args, extra)
+            runs[name] = wrk(url, key, args, lua)
+            if spy is not None:
+                spy.wait(timeout=args.duration + 30)
+                print(f"profile of {name}: {extra['profile']}", file=sys.stderr)
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+        log.close()
+    return runs
+
+
+def report(runs: dict[str, dict[str, float]], args: argparse.Namespace) -> dict[str, object]:
+    bare_name = max((n for n in runs if n.startswith("bare")), key=lambda n: runs[n]["rps"])
+    bare, get = runs[bare_name]["rps"], runs[GET_BY_ID]
+    post, page = runs[POST]["rps"], runs[LIST_100]["rps"]
+    checks = [
+        ("GET by id with auth / bare route", get["rps"] / bare, ">= 0.60", get["rps"] / bare >= 0.6),
+        (f"GET by id p99 at {args.connections} connections, ms", get["p99_ms"], "<= 20", get["p99_ms"] <= 20),
+        ("POST durable / GET by id", post / get["rps"], ">= 0.50", post / get["rps"] >= 0.5),
+        (
+            "POST durable, req/s (goal where the bare route >= 7,500/s)",
+            post,
+            ">= 1500" if bare >= 7500 else f"n/a (bare {bare:.0f}/s)",
+            post >= 1500 or bare < 7500,
+        ),
+        ("list page of 100 / GET by id", page / get["rps"], ">= 0.50", page / get["rps"] >= 0.5),
+    ]
+    return {"ceiling": bare_name, "runs": runs, "checks": checks}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -168,71 +268,41 @@ def main() -> None:
     parser.add_argument("--duration", type=int, default=10, help="seconds per endpoint")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--log-level", default="INFO", help="server log level (INFO logs every request)")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the server into DIR, one file per endpoint")
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
     args = parser.parse_args()
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk (make bench installs it)")
+    if args.profile is not None and py_spy() is None:
+        raise SystemExit("py-spy is needed for --profile: pip install -e '.[test]'")
 
     data_dir = Path(tempfile.mkdtemp(prefix="connectord-bench-"))
-    settings = Settings(data_dir=data_dir)
-    started = time.perf_counter()
-    key, some_id = asyncio.run(seed(settings, args.connectors))
-    print(f"seeded {args.connectors} connectors in {time.perf_counter() - started:.1f} s")
-
-    port = free_port()
-    env = {
-        **os.environ,
-        "CONNECTORD_DATA_DIR": str(data_dir),
-        "CONNECTORD_PORT": str(port),
-        "CONNECTORD_LOG_LEVEL": args.log_level,
-    }
-    log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed below
-    server = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SERVE,
-        ],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-    )
-    base = f"http://127.0.0.1:{port}"
     try:
-        wait_ready(base)
-        script = data_dir / "post.lua"
-        script.write_text(POST_SCRIPT)
+        started = time.perf_counter()
+        key, some_id = asyncio.run(seed(Settings(data_dir=data_dir), args.connectors))
+        print(f"seeded {args.connectors} connectors in {time.perf_counter() - started:.1f} s", file=sys.stderr)
         runs = {
-            "GET /healthz": wrk(base + "/healthz", key, args),
-            "GET /api/v1/connectors/{id}": wrk(f"{base}/api/v1/connectors/{some_id}", key, args),
-            "GET /api/v1/connectors?limit=100": wrk(base + "/api/v1/connectors?limit=100", key, args),
-            "POST /api/v1/connectors": wrk(base + "/api/v1/connectors", key, args, script),
+            "bare FastAPI route, uvicorn asyncio (before)": bare_fastapi(data_dir, key, args, "asyncio"),
+            "bare FastAPI route, uvicorn uvloop (before)": bare_fastapi(data_dir, key, args, "uvloop"),
         }
+        runs.update(connectord_runs(data_dir, key, some_id, args))
+        runs["bare FastAPI route, uvicorn asyncio (after)"] = bare_fastapi(data_dir, key, args, "asyncio")
+        runs["bare FastAPI route, uvicorn uvloop (after)"] = bare_fastapi(data_dir, key, args, "uvloop")
     finally:
-        server.terminate()
-        server.wait(timeout=10)
-        log.close()
+        shutil.rmtree(data_dir, ignore_errors=True)
 
-        runs["bare FastAPI GET /healthz"] = bare_fastapi(data_dir, key, args)
-
-    ceiling = runs["GET /healthz"]["rps"]
-    print(f"\n{args.connections} connections, {args.duration} s each, one worker, SQLite,", end=" ")
-    print(f"log level {args.log_level}\n")
-    print(f"{'endpoint':36} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'vs healthz':>11} {'non-2xx':>8}")
+    result = report(runs, args)
+    if args.json:
+        print(json.dumps(result))
+        return
+    print(f"\n{args.connections} connections, {args.duration} s each, one worker, SQLite, ", end="")
+    print(f"server log level {args.log_level}\n")
+    print(f"{'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
     for name, r in runs.items():
-        row = f"{name:36} {r['rps']:9.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f}"
-        print(f"{row} {r['rps'] / ceiling:11.2f} {r['errors']:8.0f}")
-    get = runs["GET /api/v1/connectors/{id}"]
-    post = runs["POST /api/v1/connectors"]
-    ratio = get["rps"] / ceiling
-    print(f"\ntarget GET by id >= 0.30 x healthz: {ratio:.2f} ->", "met" if ratio >= 0.3 else "MISSED")
-    floor_ms = args.connections / get["rps"] * 1000
-    verdict = "met" if get["p99_ms"] <= 20 else "MISSED"
-    target = f"target GET by id p99 <= 20 ms at {args.connections} connections"
-    print(f"{target}: {get['p99_ms']:.1f} ms -> {verdict}")
-    print(f"  (at {get['rps']:.0f} req/s, {args.connections} connections wait {floor_ms:.0f} ms on average)")
-    verdict = "met" if post["rps"] >= 1000 else "MISSED"
-    print(f"target POST >= 1000 durable creates/s: {post['rps']:.0f} -> {verdict}")
-    shutil.rmtree(data_dir, ignore_errors=True)
+        print(f"{name:46} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7.0f}")
+    print(f"\nceiling: {result['ceiling']}\n")
+    for label, value, goal, ok in result["checks"]:  # type: ignore[attr-defined]
+        print(f"{label:60} {value:8.2f}  goal {goal:10} {'met' if ok else 'MISSED'}")
 
 
 if __name__ == "__main__":

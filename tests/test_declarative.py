@@ -286,6 +286,7 @@ async def test_export_then_apply_round_trips(api: LocalBackend, refs: Path) -> N
     assert "#   API_AUTH_TOKEN" in text
     exported = yaml.safe_load(text)
     web, http_api = exported["connectors"]
+    assert web.pop("secret_fingerprints")["password"].startswith("hmac-sha256:")  # tests/test_fingerprints.py
     assert web == {
         "name": "web",
         "connector_type": "custom",

@@ -9,7 +9,16 @@ from dataclasses import dataclass, field
 from connectord.errors import AuthenticationError, NotFoundError, ValidationError
 from connectord.errors import FieldError as _FieldError
 from connectord.facade import ConnectorsFacade
-from connectord.model import TENANT_SCOPES, AuditEvent, Scope, TenantRecord, new_id, utcnow
+from connectord.model import (
+    TENANT_SCOPES,
+    WHOLE_TENANT,
+    AuditEvent,
+    Reach,
+    Scope,
+    TenantRecord,
+    new_id,
+    utcnow,
+)
 from connectord.notify.webhooks import open_secret, seal_secret
 from connectord.store.base import ApiKeyRecord, Store
 from connectord.validation import check_name
@@ -37,11 +46,13 @@ def hash_key(api_key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Principal:
-    """Who is calling: the tenant and scopes of an API key."""
+    """Who is calling: the tenant, scopes and reach of an API key."""
 
     tenant_id: str
     key_id: str
     scopes: frozenset[str]
+    #: The connectors the key covers; the whole tenant unless the key was narrowed.
+    reach: Reach = WHOLE_TENANT
 
     @property
     def actor(self) -> str:
@@ -143,7 +154,7 @@ class Admin:
         record = await store.find_api_key(hash_key(api_key))
         if record is None:
             raise AuthenticationError("a valid API key is required")
-        return Principal(record.tenant_id, record.id, frozenset(record.scopes))
+        return Principal(record.tenant_id, record.id, frozenset(record.scopes), record.reach)
 
     async def rotate_secrets(self, *, new_key: bool = False, actor: str = "cli") -> RotationReport:
         """Re-encrypt every secret under the newest key.

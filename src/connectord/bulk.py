@@ -25,7 +25,7 @@ import os
 import socket
 import time
 from collections import Counter
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
@@ -110,16 +110,32 @@ class BulkTests:
         status: str | None,
         concurrency: int,
         results: Results,
+        *,
+        ids: Collection[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> BulkTest:
         """Record a new bulk test and start running it; ``results(concurrency)`` tests the
-        matching connectors, yielding each result once recorded."""
+        matching connectors, yielding each result once recorded. ``ids`` and ``metadata``
+        (a narrowed key's reach, as the store's filters) bound what is counted."""
         running = self._running.get(tenant_id)
         if running is not None:
             raise ConflictError(f"bulk test {running} is still running for this tenant")
-        filters = {"connector_type": connector_type, "status": status, "concurrency": concurrency}
+        filters: dict[str, Any] = {
+            "connector_type": connector_type,
+            "status": status,
+            "concurrency": concurrency,
+        }
+        if ids is not None or metadata is not None:
+            # Kept so that only a key of the same reach reads it (its summary names connectors).
+            filters["reach"] = {
+                "connector_ids": sorted(ids) if ids is not None else None,
+                "selector": dict(metadata) if metadata is not None else None,
+            }
         self._running[tenant_id] = bulk_id = new_id()  # taken before the first await
         try:
-            total = await store.count_connectors(tenant_id, connector_type=connector_type, status=status)
+            total = await store.count_connectors(
+                tenant_id, connector_type=connector_type, status=status, ids=ids, metadata=metadata
+            )
             record = BulkTestRecord(
                 id=bulk_id,
                 tenant_id=tenant_id,
@@ -146,10 +162,15 @@ class BulkTests:
         if self._running.get(tenant_id) == bulk_id:
             del self._running[tenant_id]
 
-    async def get(self, store: Store, tenant_id: str, bulk_id: str) -> BulkTest | None:
-        """A bulk test of the tenant (started by any replica), or ``None``."""
+    async def get(
+        self, store: Store, tenant_id: str, bulk_id: str, reach: dict[str, Any] | None = None
+    ) -> BulkTest | None:
+        """A bulk test of the tenant (started by any replica), or ``None``; with ``reach`` (a
+        narrowed key's, as :meth:`Reach.to_dict` gives it), only one started with that reach."""
         record = await store.get_bulk_test(tenant_id, bulk_id)
-        return to_bulk_test(record, utcnow()) if record is not None else None
+        if record is None or (reach is not None and record.filters.get("reach") != reach):
+            return None
+        return to_bulk_test(record, utcnow())
 
     async def wait(self, bulk_id: str) -> None:
         """Wait until a bulk test this process runs is over (at once if it is not running here)."""

@@ -15,12 +15,21 @@ The file format (``apiVersion: connectord/v1``)::
         failure_threshold: 5                  # optional; absent: the server's
 
 A secret field (``writeOnly`` in the type's JSON Schema) holds a reference
-only: ``${ENV_VAR}`` or ``file:PATH`` (relative to the file's folder). Apply
-matches connectors by name and is idempotent: it compares the public config,
-the endpoint, the metadata, the status and which secrets are set. A secret
-that is already set is re-sent only with ``update_secrets`` (its value cannot
-be read back to compare); a new connector, or a secret not yet set, always
-sends it. A secret set on the server but no longer declared is removed.
+only: ``${ENV_VAR}`` or ``file:PATH`` (relative to the file's folder), which
+apply resolves where it runs, or ``ref+env:NAME``, ``ref+file:PATH``,
+``ref+aws-sm:ID[#KEY]``, a secret reference the server keeps and resolves
+itself (``docs/secrets.md``). Apply matches connectors by name and is
+idempotent: it compares the public config, the endpoint, the metadata, the
+status and the secrets. A secret is never read back: the server fingerprints
+what the file's reference resolves to and apply compares that with the stored
+secret's fingerprint (or compares the server references as written), so only
+a changed secret is sent; where it cannot compare (the reference does not
+resolve yet, or the key may not fingerprint) a set secret is re-sent only with
+``update_secrets``. ``secret_fingerprints`` (written by export) says what the
+secrets were when the file was written: a secret whose fingerprint still
+matches is unchanged without resolving anything. A new connector, or a secret
+not yet set, always sends it. A secret set on the server but no longer
+declared is removed.
 
 Everything goes through the SDK or the facade (any :class:`ConnectorsAPI`),
 never the store. Nothing changes until the whole file is checked and every
@@ -41,8 +50,9 @@ from urllib.parse import urlsplit
 import yaml
 
 from connectord.definitions import check_check_interval, check_failure_threshold, destinations
-from connectord.errors import FieldError, ValidationError
-from connectord.model import UNSET, ConnectorInfo, ConnectorStatus, Unset
+from connectord.errors import FieldError, PermissionDeniedError, ValidationError
+from connectord.model import UNSET, ConnectorInfo, ConnectorStatus, SecretState, Unset
+from connectord.secret_refs import parse as parse_server_reference
 from connectord.types.endpoint import EndpointRule, split_credentials
 
 API_VERSION = "connectord/v1"
@@ -55,6 +65,7 @@ ENTRY_KEYS = (
     "status",
     "check_interval",
     "failure_threshold",
+    "secret_fingerprints",
 )
 #: The scheduling keys and the check of each (``None``, absent, is the server's default).
 SCHEDULE_KEYS = {"check_interval": check_check_interval, "failure_threshold": check_failure_threshold}
@@ -64,6 +75,8 @@ TYPE_ALIAS = "type"
 DECLARABLE_STATUSES = (ConnectorStatus.DISCONNECTED.value, ConnectorStatus.DEPRECATED.value)
 _ENV_REF = re.compile(r"^\$\{([A-Za-z_][A-Za-z0-9_]*)\}$")
 _FILE_REF = "file:"
+#: Before a reference the server keeps (``ref+env:NAME``): sent as written, resolved by the server.
+SERVER_REF = "ref+"
 
 Loc = tuple[str | int, ...]
 
@@ -114,6 +127,14 @@ class ConnectorsAPI(Protocol):
 
     async def connector_types(self) -> list[dict[str, Any]]:
         """Every connector type with its config JSON Schema."""
+        ...
+
+    async def secret_states(self, connector_id: str) -> dict[str, SecretState]:
+        """Fingerprints (and references) of a connector's stored secrets."""
+        ...
+
+    async def fingerprint_secrets(self, connector_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """Fingerprints of candidate values as the connector's secrets."""
         ...
 
 
@@ -214,6 +235,8 @@ class Declared:
     type_key: str = "connector_type"
     #: ``check_interval`` and ``failure_threshold`` as declared (absent: ``None``).
     schedule: dict[str, Any] = field(default_factory=dict)
+    #: ``secret_fingerprints`` as written by export: the secrets when the file was made.
+    fingerprints: dict[str, str] = field(default_factory=dict)
 
 
 def _err(loc: Loc, msg: str) -> FieldError:
@@ -305,6 +328,11 @@ def _parse_entry(
             schedule[key] = check(entry.get(key))
         except ValidationError as exc:
             errors.extend(_err((*loc, *fe.loc), fe.msg) for fe in exc.errors)
+    fingerprints = entry.get("secret_fingerprints") or {}
+    if not isinstance(fingerprints, Mapping) or not all(
+        isinstance(k, str) and isinstance(v, str) for k, v in fingerprints.items()
+    ):
+        errors.append(_err((*loc, "secret_fingerprints"), "must map field names to fingerprints (strings)"))
     if len(errors) > before:
         return None
     assert isinstance(name, str)  # checked above
@@ -315,10 +343,22 @@ def _parse_entry(
             errors.append(
                 _err(
                     (*loc, "config", *dotted.split(".")),
-                    "is a secret: write a reference (${ENV_VAR} or file:PATH), never the value",
+                    "is a secret: write a reference (${ENV_VAR}, file:PATH or ref+env:NAME), never the value",
                 )
             )
-    return Declared(index, name, ctype, endpoint, public, refs, dict(metadata), status, type_key, schedule)
+    return Declared(
+        index,
+        name,
+        ctype,
+        endpoint,
+        public,
+        refs,
+        dict(metadata),
+        status,
+        type_key,
+        schedule,
+        dict(fingerprints),
+    )
 
 
 def _has_password(endpoint: str) -> bool:
@@ -329,12 +369,19 @@ def _has_password(endpoint: str) -> bool:
 
 
 def _is_reference(value: Any) -> bool:
-    return isinstance(value, str) and (bool(_ENV_REF.match(value)) or value.startswith(_FILE_REF))
+    if not isinstance(value, str):
+        return False
+    if value.startswith(SERVER_REF):
+        return parse_server_reference(value[len(SERVER_REF) :]) is not None
+    return bool(_ENV_REF.match(value)) or value.startswith(_FILE_REF)
 
 
 def resolve_reference(ref: str, base_dir: Path) -> str:
     """The value a reference points to: an environment variable, or a file's content
-    (one trailing newline removed). :class:`ValidationError` when it does not resolve."""
+    (one trailing newline removed), or for ``ref+...`` the server reference itself.
+    :class:`ValidationError` when it does not resolve."""
+    if ref.startswith(SERVER_REF):
+        return ref[len(SERVER_REF) :]
     env = _ENV_REF.match(ref)
     if env:
         value = os.environ.get(env.group(1))
@@ -396,12 +443,65 @@ class Plan:
         return "Plan: " + ", ".join(parts) + (f", {unchanged} unchanged." if unchanged else ".")
 
 
+@dataclass(slots=True)
+class _Known:
+    """What apply learnt of one connector's stored secrets: which are unchanged."""
+
+    unchanged: set[str] = field(default_factory=set)
+    #: Secrets it could not compare (a reference that does not resolve here, no write scope).
+    unknown: set[str] = field(default_factory=set)
+
+
+async def _learn(api: ConnectorsAPI, d: Declared, current: ConnectorInfo, base_dir: Path | None) -> _Known:
+    """Compare the declared secrets that are set with the stored ones, by fingerprint."""
+    known = _Known()
+    wanted = sorted(set(d.secret_refs) & set(current.secret_fields))
+    if not wanted:
+        return known
+    states = await api.secret_states(current.id)
+    candidates: dict[str, str] = {}
+    for name in wanted:
+        ref, state = d.secret_refs[name], states.get(name)
+        if state is None:
+            continue
+        if ref.startswith(SERVER_REF):  # a reference is compared as written, not fingerprinted
+            if state.reference == ref[len(SERVER_REF) :]:
+                known.unchanged.add(name)
+        elif d.fingerprints.get(name) == state.fingerprint:
+            known.unchanged.add(name)  # as the file was made: nothing to resolve
+        elif base_dir is None:
+            known.unknown.add(name)
+        else:
+            try:
+                candidates[name] = resolve_reference(ref, base_dir)
+            except ValidationError:
+                known.unknown.add(name)
+    if candidates:
+        try:
+            made = await api.fingerprint_secrets(current.id, candidates)
+        except PermissionDeniedError:
+            known.unknown.update(candidates)
+        else:
+            known.unchanged.update(n for n in candidates if made.get(n) == states[n].fingerprint)
+    return known
+
+
 async def make_plan(
-    api: ConnectorsAPI, declared: list[Declared], *, prune: bool = False, update_secrets: bool = False
+    api: ConnectorsAPI,
+    declared: list[Declared],
+    *,
+    prune: bool = False,
+    update_secrets: bool = False,
+    base_dir: Path | None = None,
 ) -> Plan:
-    """Compare the file with what the tenant has."""
+    """Compare the file with what the tenant has. With ``base_dir`` (the file's folder), the
+    secrets' references are resolved and fingerprinted by the server to find the changed ones."""
     current = {c.name: c async for c in api.list_connectors()}
-    changes = [_compare(d, current.get(d.name), update_secrets) for d in declared]
+    changes = []
+    for d in declared:
+        info = current.get(d.name)
+        known = None if info is None or update_secrets else await _learn(api, d, info, base_dir)
+        changes.append(_compare(d, info, update_secrets, known))
     wanted = {d.name for d in declared}
     extra = [c for name, c in current.items() if name not in wanted]
     if prune:
@@ -412,7 +512,9 @@ async def make_plan(
     return Plan(changes, [c.name for c in extra])
 
 
-def _compare(d: Declared, current: ConnectorInfo | None, update_secrets: bool) -> Change:
+def _compare(
+    d: Declared, current: ConnectorInfo | None, update_secrets: bool, known: _Known | None
+) -> Change:
     if current is None:
         notes = [f"secret {s}: set" for s in sorted(d.secret_refs)]
         if d.status:
@@ -440,10 +542,14 @@ def _compare(d: Declared, current: ConnectorInfo | None, update_secrets: bool) -
     have = set(current.secret_fields)
     # Secrets never follow a change of destination on their own (docs/secrets.md): send them.
     moved = destinations(d.endpoint, d.config) != destinations(current.endpoint, current.config)
-    change.send = sorted(s for s in d.secret_refs if update_secrets or moved or s not in have)
+    known = known or _Known(unknown=set(d.secret_refs) & have)
+    # Compared and unchanged: kept; not comparable: kept unless told (the old rule).
+    kept = known.unchanged | known.unknown
+    change.send = sorted(
+        s for s in d.secret_refs if update_secrets or moved or s not in have or s not in kept
+    )
     change.remove = sorted(have - set(d.secret_refs))
-    why = " (the destination changes)" if moved and not update_secrets else ""
-    change.notes += [f"secret {s}: {'re-sent' + why if s in have else 'set'}" for s in change.send]
+    change.notes += [f"secret {s}: {_why_sent(s, have, known, moved, update_secrets)}" for s in change.send]
     change.notes += [f"secret {s}: removed" for s in change.remove]
     if d.config != current.config or change.send or change.remove:
         change.updates["config"] = d.config
@@ -459,6 +565,16 @@ def _compare(d: Declared, current: ConnectorInfo | None, update_secrets: bool) -
     if not change.updates:
         change.action = UNCHANGED
     return change
+
+
+def _why_sent(name: str, have: set[str], known: _Known, moved: bool, update_secrets: bool) -> str:
+    if name not in have:
+        return "set"
+    if update_secrets:
+        return "re-sent"
+    if moved:
+        return "re-sent (the destination changes)"
+    return "changed" if name not in known.unknown else "re-sent"
 
 
 def _or_default(value: object) -> str:
@@ -559,14 +675,21 @@ def env_name(connector: str, dotted: str, taken: set[str]) -> str:
 
 
 async def export_document(api: ConnectorsAPI, connector_type: str | None = None) -> dict[str, Any]:
-    """The tenant's connectors in the apply format; secrets as ``${NAME_FIELD}`` references."""
+    """The tenant's connectors in the apply format: each secret as a ``${NAME_FIELD}`` reference,
+    or ``ref+...`` where the server keeps a reference, and each one's fingerprint."""
     taken: set[str] = set()
     entries: list[dict[str, Any]] = []
     async for info in api.list_connectors(connector_type=connector_type):
         entry: dict[str, Any] = {"name": info.name, "connector_type": info.connector_type}
         if info.endpoint:
             entry["endpoint"] = info.endpoint
-        refs = {s: "${" + env_name(info.name, s, taken) + "}" for s in info.secret_fields}
+        states = await api.secret_states(info.id) if info.secret_fields else {}
+        refs = {
+            s: SERVER_REF + ref
+            if (ref := _reference_of(states, s))
+            else "${" + env_name(info.name, s, taken) + "}"
+            for s in info.secret_fields
+        }
         config = with_secrets(info.config, refs)
         if config:
             entry["config"] = config
@@ -575,8 +698,15 @@ async def export_document(api: ConnectorsAPI, connector_type: str | None = None)
         if info.status in DECLARABLE_STATUSES:
             entry["status"] = info.status
         entry |= {k: getattr(info, k) for k in SCHEDULE_KEYS if getattr(info, k) is not None}
+        if states:
+            entry["secret_fingerprints"] = {s: state.fingerprint for s, state in states.items()}
         entries.append(entry)
     return {"apiVersion": API_VERSION, "connectors": entries}
+
+
+def _reference_of(states: Mapping[str, SecretState], name: str) -> str | None:
+    state = states.get(name)
+    return state.reference if state is not None else None
 
 
 def dump_document(doc: Mapping[str, Any]) -> str:

@@ -13,18 +13,24 @@ reaches the core. Slug and status of each class, and when it is raised::
     ├── ConflictError              409 conflict           the request conflicts with the current state
     │   ├── DuplicateNameError     409 duplicate-name     a connector of that name exists in the tenant
     │   ├── VersionConflictError   412 version-conflict   the expected version is stale (``current_version``)
-    │   └── InvalidTransitionError 409 invalid-transition the status change is not allowed
+    │   ├── InvalidTransitionError 409 invalid-transition the status change is not allowed
+    │   └── NotProxyableError      409 not-proxyable      the connector's type cannot be proxied (checkout)
     ├── AuthenticationError        401 unauthorized       no valid API key
     ├── PermissionDeniedError      403 forbidden          the key lacks the scope
+    │   └── CheckoutDisabledError  403 checkout-disabled  the tenant turned credential checkout off
     ├── RateLimitedError           429 rate-limited       a tenant limit was exceeded (``retry_after``)
     ├── PayloadTooLargeError       413 payload-too-large  a request body exceeds the limit
+    ├── MethodNotAllowedError      405 method-not-allowed the connector's config does not allow the method
     ├── SecretsError               500 secrets            secrets cannot be encrypted or decrypted
     ├── ConfigurationError         500 configuration      the settings are unusable (raised at start)
     ├── StoreError                 503 store-unavailable  the store is unavailable or failed
     ├── NotReadyError              503 not-ready          the server cannot serve (``/readyz``: database,
     │                                                     schema, key ring or scheduler not ready)
     ├── ProbeError                 502 probe-failed       a connection to a connector failed in a known
-    │                                                     way (``kind``; 504 for ``ErrorKind.TIMEOUT``)
+    │   │                                                 way (``kind``; 504 for ``ErrorKind.TIMEOUT``)
+    │   └── ProxyError             502 proxy-failed       the proxy could not get an answer from the
+    │                                                     upstream (``kind``: egress_denied, refused,
+    │                                                     timeout (504), tls, dns, auth, protocol...)
     └── TransportError             502 transport          the SDK could not reach the server, or the
                                                           connection broke (after any retries)
 
@@ -144,6 +150,13 @@ class InvalidTransitionError(ConflictError):
     title = "Status change not allowed"
 
 
+class NotProxyableError(ConflictError):
+    """Raised when a connector of a type the proxy does not speak (not ``http``) is proxied."""
+
+    slug = "not-proxyable"
+    title = "This connector type cannot be proxied"
+
+
 class AuthenticationError(ConnectordError):
     """Raised when no valid API key was given."""
 
@@ -160,6 +173,13 @@ class PermissionDeniedError(ConnectordError):
     title = "Missing scope"
 
 
+class CheckoutDisabledError(PermissionDeniedError):
+    """Raised when a tenant that turned credential checkout off is asked for a checkout."""
+
+    slug = "checkout-disabled"
+    title = "Credential checkout is turned off"
+
+
 class RateLimitedError(ConnectordError):
     """Raised when a tenant exceeds its rate or concurrency limit."""
 
@@ -170,6 +190,19 @@ class RateLimitedError(ConnectordError):
     def __init__(self, message: str, retry_after: float) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+
+
+class MethodNotAllowedError(ConnectordError):
+    """Raised when a proxied request's method is not one the connector's config allows
+    (``allowed``: the methods that are, for the ``Allow`` header)."""
+
+    slug = "method-not-allowed"
+    status = 405
+    title = "Method not allowed"
+
+    def __init__(self, message: str, allowed: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        self.allowed: list[str] = list(allowed)
 
 
 class PayloadTooLargeError(ConnectordError):
@@ -235,6 +268,21 @@ class ProbeError(ConnectordError):
         if kind is ErrorKind.TIMEOUT:
             self.status = 504
             self.title = "The connector did not answer in time"
+
+
+class ProxyError(ProbeError):
+    """Raised by the HTTP proxy when it could not get an answer from the upstream: the
+    egress policy refused the address or a redirect, the connection failed or timed out,
+    the answer was too large, or no access token could be had (``kind`` says which). An
+    answer the upstream did give, 4xx or 5xx, is passed through instead."""
+
+    slug = "proxy-failed"
+    title = "The proxy could not reach the upstream"
+
+    def __init__(self, kind: ErrorKind, message: str, details: Mapping[str, Any] | None = None) -> None:
+        super().__init__(kind, message, details)
+        if kind is ErrorKind.TIMEOUT:
+            self.title = "The upstream did not answer in time"
 
 
 class TransportError(ConnectordError):

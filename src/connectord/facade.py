@@ -18,8 +18,9 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequenc
 from datetime import datetime, timedelta
 from typing import Any
 
-from connectord import idempotency
+from connectord import fingerprints, idempotency
 from connectord.bulk import BulkTests
+from connectord.checkout import NOT_CHECKED_OUT, Checkout, build_checkout
 from connectord.definitions import (
     Definition,
     check_check_interval,
@@ -28,11 +29,13 @@ from connectord.definitions import (
     validate_definition,
 )
 from connectord.errors import (
+    CheckoutDisabledError,
     ConflictError,
     FieldError,
     InvalidTransitionError,
     NotFoundError,
     NotReadyError,
+    PermissionDeniedError,
     ValidationError,
     VersionConflictError,
 )
@@ -48,8 +51,11 @@ from connectord.model import (
     Event,
     EventType,
     HealthSummary,
+    InUse,
     Page,
+    Reach,
     RecentTests,
+    SecretState,
     TestResult,
     Unset,
     WebhookInfo,
@@ -62,17 +68,26 @@ from connectord.notify.webhooks import after_update, connector_event
 from connectord.paging import MAX_LIMIT, check_limit, check_offset, decode_cursor, encode_cursor
 from connectord.runner import ProbeRunner, TestObserver
 from connectord.secret_refs import references_in
-from connectord.secrets import KeyRing, SecretTree, keyring_from_settings, secret_paths
+from connectord.secrets import KeyRing, SecretTree, keyring_from_settings, overlay, secret_paths
 from connectord.settings import Settings
 from connectord.store.base import KEEP, ClaimedCheck, ClaimedDelivery, IdempotencyRecord, SessionLock, Store
 from connectord.types.registry import TypeRegistry
+from connectord.usage import UsageRecorder
+from connectord.use.oauth import TokenBroker
 from connectord.validation import check_metadata, check_name, check_tenant_id, is_id
 
-__all__ = ["MAX_LIMIT", "ConnectorsFacade", "get_connectors_facade"]
+__all__ = ["MAX_LIMIT", "USE_PURPOSES", "ConnectorsFacade", "UseObserver", "get_connectors_facade"]
 
 logger = logging.getLogger("connectord")
 
 _UNCHECKED: Any = object()  # no tenant given: a caller passing None is still checked
+
+#: Why a connector is used (:meth:`ConnectorsFacade.use_connector`): the HTTP proxy, the
+#: MCP gateway, or a credential checkout (the only one audited one by one).
+USE_PURPOSES = ("proxy", "gateway", "checkout")
+
+#: Called with (purpose, connector type) after every use (the metrics hook).
+UseObserver = Callable[[str, str], None]
 
 
 class ConnectorsFacade:
@@ -108,6 +123,18 @@ class ConnectorsFacade:
         self._recording: set[asyncio.Future[None]] = set()
         #: The tasks in a test: a shutdown cancels them, and aclose lets them write that down.
         self._testing: set[asyncio.Task[Any]] = set()
+        #: Coalesces the ``last_used_at`` of uses into a write per second (connectord.usage).
+        self.usage = UsageRecorder(self._mark_used)
+        #: Called with (purpose, connector type) after every use (metrics hook).
+        self.use_observers: list[UseObserver] = []
+        #: OAuth 2.0 access tokens of connectors, refreshed once across replicas (docs/use.md).
+        self.tokens = TokenBroker(
+            self.store,
+            self.keyring,
+            lambda: self.runner.egress,
+            timeout=self.settings.probe_timeout,
+            failure_threshold=self.settings.failure_threshold,
+        )
 
     @property
     def registry(self) -> TypeRegistry:
@@ -145,6 +172,10 @@ class ConnectorsFacade:
         if self._recording:
             await asyncio.wait(self._recording, timeout=5)
         if self._started:
+            try:
+                await self.usage.aclose()
+            except Exception as exc:  # noqa: BLE001 - losing a second of marks must not block the close
+                logger.warning("last_used_at could not be written at close: %s", type(exc).__name__)
             await self.store.close()
             self._started = False
 
@@ -192,8 +223,11 @@ class ConnectorsFacade:
         status: str | None = None,
         limit: int = 100,
         offset: int = 0,
+        *,
+        reach: Reach | None = None,
     ) -> list[ConnectorInfo]:
-        """A tenant's connectors in creation order (offset paging, as the first API had)."""
+        """A tenant's connectors in creation order (offset paging, as the first API had);
+        with ``reach``, only those it covers."""
         offset = check_offset(offset)
         store = await self._store(tenant_id)
         return await store.list_connectors(
@@ -202,6 +236,7 @@ class ConnectorsFacade:
             status=check_status(status),
             limit=check_limit(limit),
             offset=offset,
+            **_reach_filters(reach),
         )
 
     async def list_connectors_page(
@@ -214,12 +249,14 @@ class ConnectorsFacade:
         offset: int = 0,
         *,
         name_contains: str | None = None,
+        reach: Reach | None = None,
     ) -> Page[ConnectorInfo]:
         """One keyset page: the cost is the same on page 1 and page 10,000.
 
         Pass the previous page's ``next_cursor`` to continue; rows inserted while
         paging never cause a duplicate or a gap. ``name_contains`` keeps the connectors
-        whose name holds that text, ignoring case.
+        whose name holds that text, ignoring case; ``reach`` (a narrowed key's) those it
+        covers, filtered in the store's query like the other filters.
         """
         limit = check_limit(limit)
         store = await self._store(tenant_id)
@@ -231,23 +268,32 @@ class ConnectorsFacade:
             offset=check_offset(offset),
             after=decode_cursor(cursor),
             name_contains=_name_filter(name_contains),
+            **_reach_filters(reach),
         )
         more = len(items) > limit
         items = items[:limit]
         return Page(items, encode_cursor(items[-1].id) if more else None)
 
-    async def get_connector(self, connector_id: str, tenant_id: str) -> ConnectorInfo | None:
-        """A connector, or ``None`` if the tenant has none with this id."""
+    async def get_connector(
+        self, connector_id: str, tenant_id: str, *, reach: Reach | None = None
+    ) -> ConnectorInfo | None:
+        """A connector, or ``None`` if the tenant has none with this id (or ``reach`` does
+        not cover it: a narrowed key sees it as another tenant's)."""
         store = await self._store(tenant_id)
-        return await self._get(store, tenant_id, connector_id)
+        return await self._get(store, tenant_id, connector_id, reach)
 
     @staticmethod
-    async def _get(store: Store, tenant_id: str, connector_id: str) -> ConnectorInfo | None:
+    async def _get(
+        store: Store, tenant_id: str, connector_id: str, reach: Reach | None = None
+    ) -> ConnectorInfo | None:
         # An id this store never gives cannot exist: answer without asking the
         # database, which may refuse such text (PostgreSQL and NUL).
         if not is_id(connector_id):
             return None
-        return await store.get_connector(tenant_id, connector_id)
+        info = await store.get_connector(tenant_id, connector_id)
+        if info is None or (reach is not None and not reach.covers(info)):
+            return None
+        return info
 
     # --- writes ----------------------------------------------------------------------
 
@@ -351,6 +397,7 @@ class ConnectorsFacade:
         actor: str = "library",
         check_interval: float | Unset | None = UNSET,
         failure_threshold: int | Unset | None = UNSET,
+        reach: Reach | None = None,
     ) -> ConnectorInfo | None:
         """Change the fields given; ``None`` if there is no such connector.
 
@@ -360,11 +407,13 @@ class ConnectorsFacade:
         ``None`` puts them back on the server's default. With ``expected_version``,
         a stale version raises :class:`VersionConflictError` and changes nothing;
         without it, the last write wins: a concurrent change is retried on the fresh state.
+        With ``reach``, a connector it does not cover is ``None``; new metadata that would
+        take the connector out of it is refused (a narrowed key cannot give a connector away).
         """
         store = await self._store(tenant_id)
         schedule = _schedule(check_interval, failure_threshold)
         while True:
-            current = await self._get(store, tenant_id, connector_id)
+            current = await self._get(store, tenant_id, connector_id, reach)
             if current is None:
                 return None
             if expected_version is not None and current.version != expected_version:
@@ -373,6 +422,8 @@ class ConnectorsFacade:
                     current_version=current.version,
                 )
             changes, secret = await self._changes(current, name, endpoint, config, metadata, status)
+            if reach is not None and "metadata" in changes:
+                _check_stays_covered(reach, current, changes["metadata"])
             changes |= {k: v for k, v in schedule.items() if getattr(current, k) != v}
             if not changes:
                 return current
@@ -474,13 +525,15 @@ class ConnectorsFacade:
         *,
         expected_version: int | None = None,
         actor: str = "library",
+        reach: Reach | None = None,
     ) -> bool:
-        """Delete a connector with its secrets and history; ``False`` if there is none."""
+        """Delete a connector with its secrets and history; ``False`` if there is none
+        (or ``reach`` does not cover it)."""
         store = await self._store(tenant_id)
         while True:
             # The connector.deleted event carries the connector as it was: read it, and
             # delete that version (a change in between is retried, as an update is).
-            current = await self._get(store, tenant_id, connector_id)
+            current = await self._get(store, tenant_id, connector_id, reach)
             if current is None:
                 return False
             if expected_version is not None and current.version != expected_version:
@@ -501,17 +554,17 @@ class ConnectorsFacade:
     # --- tests -----------------------------------------------------------------------
 
     async def test_connector(
-        self, connector_id: str, tenant_id: str, *, actor: str = "library"
+        self, connector_id: str, tenant_id: str, *, actor: str = "library", reach: Reach | None = None
     ) -> TestResult:
         """Really connect: decrypt the secrets, run the type's probe under its timeout,
         record the result, and set ``status`` and ``last_used_at``.
 
         A failed connection is a ``TestResult`` with ``success=False``; a missing
-        connector raises :class:`NotFoundError`, a deprecated one
-        :class:`InvalidTransitionError`.
+        connector (or one ``reach`` does not cover) raises :class:`NotFoundError`, a
+        deprecated one :class:`InvalidTransitionError`.
         """
         store = await self._store(tenant_id)
-        info = await self._get(store, tenant_id, connector_id)
+        info = await self._get(store, tenant_id, connector_id, reach)
         if info is None:
             raise NotFoundError("no such connector")
         if info.status == ConnectorStatus.DEPRECATED:
@@ -571,10 +624,11 @@ class ConnectorsFacade:
         *,
         concurrency: int = 16,
         actor: str = "library",
+        reach: Reach | None = None,
     ) -> AsyncIterator[TestResult]:
-        """Test every matching connector (deprecated ones excluded), at most
-        ``concurrency`` at once, yielding results as they finish. Each result is
-        recorded exactly as :meth:`test_connector` records it.
+        """Test every matching connector (deprecated ones excluded, and those ``reach``
+        does not cover), at most ``concurrency`` at once, yielding results as they
+        finish. Each result is recorded exactly as :meth:`test_connector` records it.
         """
         check_limit(concurrency, "concurrency")
         gate = asyncio.Semaphore(concurrency)
@@ -590,7 +644,9 @@ class ConnectorsFacade:
         try:
             cursor: str | None = None
             while True:
-                page = await self.list_connectors_page(tenant_id, connector_type, status, MAX_LIMIT, cursor)
+                page = await self.list_connectors_page(
+                    tenant_id, connector_type, status, MAX_LIMIT, cursor, reach=reach
+                )
                 for info in page.items:
                     if info.status == ConnectorStatus.DEPRECATED:
                         continue
@@ -630,14 +686,87 @@ class ConnectorsFacade:
         )
         return result
 
+    # --- use (the proxy, the MCP gateway, checkout: docs/use.md) ----------------------
+
+    async def use_connector(
+        self,
+        connector_id: str,
+        tenant_id: str,
+        *,
+        reach: Reach | None = None,
+        purpose: str,
+        actor: str = "library",
+    ) -> InUse:
+        """Open a connector for use: its endpoint and config with every secret revealed
+        and every secret reference read. ``purpose`` is one of :data:`USE_PURPOSES`.
+
+        Marks ``last_used_at`` (coalesced: at most one write a second per connector) and
+        tells :attr:`use_observers`. Only a ``checkout`` is audited (``connector.use``,
+        ``actor`` and never a value): proxied requests and gateway calls are too many to
+        audit one by one, and are counted in the metrics instead. :class:`NotFoundError`
+        if there is no such connector or ``reach`` does not cover it;
+        :class:`ConflictError` if it is paused (``disconnected``) or ``deprecated``, and
+        for a checkout of an ``http`` or ``mcp`` connector (the proxy and the gateway use
+        those); :class:`CheckoutDisabledError` for a checkout the tenant turned off; the
+        :class:`ProbeError` of a secret reference that cannot be read.
+        """
+        if purpose not in USE_PURPOSES:
+            raise ValidationError(
+                "invalid purpose", [FieldError(("purpose",), f"must be one of {', '.join(USE_PURPOSES)}")]
+            )
+        store = await self._store(tenant_id)
+        info = await self._get(store, tenant_id, connector_id, reach)
+        if info is None:
+            raise NotFoundError("no such connector")
+        if info.status in (ConnectorStatus.DISCONNECTED, ConnectorStatus.DEPRECATED):
+            raise ConflictError(
+                f"the connector is {info.status}: it is not used until its status is set back"
+            )
+        if purpose == "checkout":
+            if info.connector_type in NOT_CHECKED_OUT:
+                raise ConflictError(
+                    f"{info.connector_type} connectors are not checked out: use them through "
+                    + ("the proxy" if info.connector_type == "http" else "the MCP gateway")
+                )
+            if not await store.checkout_enabled(tenant_id):
+                raise CheckoutDisabledError("credential checkout is turned off for this tenant")
+        secrets = await self.runner.references.resolve(await self._open_secrets(info), tenant_id)
+        if purpose == "checkout":
+            # Written before any value leaves: a checkout the audit missed never happens.
+            details = {"purpose": purpose, "connector_type": info.connector_type}
+            await store.append_audit(self._audit(tenant_id, actor, "connector.use", info.id, details))
+        self.usage.mark(info.id)
+        for observe in self.use_observers:
+            observe(purpose, info.connector_type)
+        return InUse(info, info.endpoint, overlay(info.config, secrets))
+
+    async def checkout(
+        self, connector_id: str, tenant_id: str, *, reach: Reach | None = None, actor: str = "library"
+    ) -> Checkout:
+        """Check a connector's credentials out: :meth:`use_connector` with ``purpose="checkout"``
+        (audited, refused as it says), plus the DSN where the type has one (``docs/use.md``)."""
+        used = await self.use_connector(connector_id, tenant_id, reach=reach, purpose="checkout", actor=actor)
+        return build_checkout(self._registry, used)
+
+    async def _mark_used(self, connector_ids: Sequence[str], at: datetime) -> int:
+        store = await self._store()
+        return await store.mark_used(connector_ids, at)
+
     # --- history and audit -----------------------------------------------------------
 
     async def history(
-        self, connector_id: str, tenant_id: str, limit: int = 50, cursor: str | None = None
+        self,
+        connector_id: str,
+        tenant_id: str,
+        limit: int = 50,
+        cursor: str | None = None,
+        *,
+        reach: Reach | None = None,
     ) -> Page[TestResult]:
-        """Past test results of a connector, newest first; :class:`NotFoundError` if none."""
+        """Past test results of a connector, newest first; :class:`NotFoundError` if none
+        (or ``reach`` does not cover it)."""
         store = await self._store(tenant_id)
-        if await self._get(store, tenant_id, connector_id) is None:
+        if await self._get(store, tenant_id, connector_id, reach) is None:
             raise NotFoundError("no such connector")
         limit = check_limit(limit)
         rows = await store.history(tenant_id, connector_id, limit=limit + 1, before=decode_cursor(cursor))
@@ -646,11 +775,26 @@ class ConnectorsFacade:
         return Page([r for _, r in rows], encode_cursor(rows[-1][0]) if more else None)
 
     async def audit(
-        self, tenant_id: str, limit: int = 100, cursor: str | None = None, connector_id: str | None = None
+        self,
+        tenant_id: str,
+        limit: int = 100,
+        cursor: str | None = None,
+        connector_id: str | None = None,
+        *,
+        reach: Reach | None = None,
     ) -> Page[AuditEvent]:
-        """The tenant's audit events, newest first."""
+        """The tenant's audit events, newest first. A narrowed ``reach`` reads one covered
+        connector's events at a time (``connector_id`` is then required: the tenant's whole
+        log names connectors it does not cover); an uncovered id has no events."""
         store = await self._store(tenant_id)
         limit = check_limit(limit)
+        if reach is not None and reach.narrowed:
+            if connector_id is None:
+                raise PermissionDeniedError(
+                    "a key narrowed to some connectors reads the audit of one of them: give connector_id"
+                )
+            if await self._get(store, tenant_id, connector_id, reach) is None:
+                return Page([], None)
         if connector_id is not None and not is_id(connector_id):
             return Page([], None)
         events = await store.list_audit(
@@ -659,6 +803,40 @@ class ConnectorsFacade:
         more = len(events) > limit
         events = events[:limit]
         return Page(events, encode_cursor(events[-1].id) if more else None)
+
+    # --- secret fingerprints (docs/secrets.md; the logic is in connectord.fingerprints) ---
+
+    async def _covered(self, connector_id: str, tenant_id: str, reach: Reach | None) -> ConnectorInfo:
+        info = await self.get_connector(connector_id, tenant_id)
+        if info is None or (reach is not None and not reach.covers(info)):
+            raise NotFoundError("no such connector")
+        return info
+
+    async def secret_states(
+        self, connector_id: str, tenant_id: str, *, reach: Reach | None = None
+    ) -> dict[str, SecretState]:
+        """Each stored secret's fingerprint, and its reference when it is one (never a value)."""
+        info = await self._covered(connector_id, tenant_id, reach)
+        return fingerprints.stored_states(self.keyring, info, await self._open_secrets(info))
+
+    async def fingerprint_secrets(
+        self,
+        connector_id: str,
+        tenant_id: str,
+        values: Mapping[str, str],
+        *,
+        reach: Reach | None = None,
+        actor: str = "library",
+    ) -> dict[str, str]:
+        """The fingerprints ``values`` would have as this connector's secrets: what
+        ``apply --dry-run`` compares with :meth:`secret_states`. Nothing is stored but an
+        audit record naming the fields, since a caller can test guesses this way."""
+        candidates = fingerprints.check_candidates(values)
+        info = await self._covered(connector_id, tenant_id, reach)
+        store = await self._store(tenant_id)
+        action, details = "connector.secrets.fingerprint", {"fields": sorted(candidates)}
+        await store.append_audit(self._audit(tenant_id, actor, action, info.id, details))
+        return fingerprints.candidate_fingerprints(self.keyring, info, candidates)
 
     # --- helpers ---------------------------------------------------------------------
 
@@ -780,6 +958,29 @@ class ConnectorsFacade:
         """The tenant's events after ``after_seq`` (an event's ``seq``), oldest first."""
         store = await self._store(tenant_id)
         return await store.events_after(tenant_id, max(after_seq, 0), limit=check_limit(limit))
+
+    async def covered_events(
+        self, tenant_id: str, events: Sequence[Event], reach: Reach | None
+    ) -> list[Event]:
+        """The events of ``events`` a narrowed ``reach`` may see: those of connectors it
+        covers, judged by the connector the event carries (a deleted one's too) or, for the
+        outage events that carry no metadata, by the connector as it is now. Events of no
+        connector are tenant-wide and hidden from narrowed keys."""
+        if reach is None or not reach.narrowed:
+            return list(events)
+        store = await self._store(tenant_id)
+        shown: list[Event] = []
+        for event in events:
+            if event.connector_id is None:
+                continue
+            carried = event.data.get("connector")
+            if isinstance(carried, dict) and isinstance(carried.get("metadata"), dict):
+                covered = reach.matches(event.connector_id, carried["metadata"])
+            else:
+                covered = await self._get(store, tenant_id, event.connector_id, reach) is not None
+            if covered:
+                shown.append(event)
+        return shown
 
     async def last_event_seq(self, tenant_id: str) -> int:
         """The ``seq`` of the tenant's newest event (0 when there is none): where a live stream starts."""
@@ -926,7 +1127,7 @@ class ConnectorsFacade:
     # --- health summary and bulk tests (docs/health.md; the logic is in connectord.health.summary
     # and connectord.bulk) ---
 
-    async def health(self, connector_id: str, tenant_id: str) -> HealthSummary:
+    async def health(self, connector_id: str, tenant_id: str, *, reach: Reach | None = None) -> HealthSummary:
         """The connector's health summary, computed now from its kept history: uptime over
         1 h, 24 h and 7 d, latency p50/p95 over 24 h, checks counted, the last error, the
         status and since when it holds, consecutive failures. :class:`NotFoundError` if
@@ -936,6 +1137,12 @@ class ConnectorsFacade:
         from connectord.health.summary import latency_start, summarize, window_starts
 
         store = await self._store(tenant_id)
+        if (
+            reach is not None
+            and reach.narrowed
+            and await self._get(store, tenant_id, connector_id, reach) is None
+        ):
+            raise NotFoundError("no such connector")
         now = utcnow()
         facts = None
         if is_id(connector_id):
@@ -954,6 +1161,7 @@ class ConnectorsFacade:
         *,
         concurrency: int | None = None,
         actor: str = "library",
+        reach: Reach | None = None,
     ) -> BulkTest:
         """Start testing every matching connector in the background (as
         :meth:`test_connectors` does, each result recorded) and return the bulk test at
@@ -961,7 +1169,8 @@ class ConnectorsFacade:
 
         At most ``concurrency`` tests run at once, never more than
         ``settings.test_concurrency`` (also the default). One bulk test per tenant runs
-        in a process at a time: a second is :class:`ConflictError`.
+        in a process at a time: a second is :class:`ConflictError`. With ``reach``, only
+        the connectors it covers are counted and tested.
         """
         store = await self._store(tenant_id)
         connector_type, status = _type_filter(connector_type), check_status(status)
@@ -973,15 +1182,21 @@ class ConnectorsFacade:
             connector_type,
             status,
             limit,
-            lambda n: self.test_connectors(tenant_id, connector_type, status, concurrency=n, actor=actor),
+            lambda n: self.test_connectors(
+                tenant_id, connector_type, status, concurrency=n, actor=actor, reach=reach
+            ),
+            **_reach_filters(reach),
         )
 
-    async def bulk_test(self, bulk_id: str, tenant_id: str) -> BulkTest | None:
-        """A bulk test of the tenant (started by any replica), or ``None``."""
+    async def bulk_test(self, bulk_id: str, tenant_id: str, *, reach: Reach | None = None) -> BulkTest | None:
+        """A bulk test of the tenant (started by any replica), or ``None``. A narrowed
+        ``reach`` reads only the bulk tests started with that same reach: another's
+        summary names connectors it does not cover."""
         store = await self._store(tenant_id)
         if not is_id(bulk_id):
             return None
-        return await self._bulk.get(store, tenant_id, bulk_id)
+        narrowed = reach.to_dict() if reach is not None and reach.narrowed else None
+        return await self._bulk.get(store, tenant_id, bulk_id, narrowed)
 
     async def wait_bulk_test(self, bulk_id: str, tenant_id: str) -> BulkTest | None:
         """Wait until a bulk test this process runs is over; then as :meth:`bulk_test`."""
@@ -1005,6 +1220,7 @@ class ConnectorsFacade:
         config: Mapping[str, Any] | None = None,
         *,
         actor: str = "library",
+        reach: Reach | None = None,
     ) -> TestResult:
         """Test a connector as an update with this endpoint and config would leave it, and
         store nothing but the audit event: an edit's "test before saving". Validated as
@@ -1013,7 +1229,7 @@ class ConnectorsFacade:
         given again, as for the update). :class:`NotFoundError` if there is no such
         connector, :class:`InvalidTransitionError` if it is deprecated."""
         store = await self._store(tenant_id)
-        current = await self._get(store, tenant_id, connector_id)
+        current = await self._get(store, tenant_id, connector_id, reach)
         if current is None:
             raise NotFoundError("no such connector")
         if current.status == ConnectorStatus.DEPRECATED:
@@ -1027,6 +1243,26 @@ class ConnectorsFacade:
             self._audit(tenant_id, actor, "connector.test_unsaved", current.id, _test_audit(result))
         )
         return result
+
+
+def _reach_filters(reach: Reach | None) -> dict[str, Any]:
+    """The store's ``ids`` and ``metadata`` filters of a narrowed reach (none for a whole tenant)."""
+    if reach is None or not reach.narrowed:
+        return {}
+    return {
+        "ids": reach.connector_ids,
+        "metadata": dict(reach.selector) if reach.selector is not None else None,
+    }
+
+
+def _check_stays_covered(reach: Reach, current: ConnectorInfo, metadata: dict[str, Any]) -> None:
+    """Refuse new metadata that would take a connector out of the caller's reach: the
+    caller would lose it (and could give it to another key's selector)."""
+    if not reach.matches(current.id, metadata):
+        raise ValidationError(
+            "the new metadata would take the connector out of this key's reach",
+            [FieldError(("metadata",), "must keep matching this key's selector")],
+        )
 
 
 def _type_filter(connector_type: str | None) -> str | None:

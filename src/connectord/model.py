@@ -77,8 +77,8 @@ class Scope(enum.StrEnum):
     READ = "connectors:read"
     WRITE = "connectors:write"
     TEST = "connectors:test"
-    #: Using a connector through connectord (proxy, MCP gateway, checkout): no route
-    #: asks for it yet, and no default key has it.
+    #: Using a connector through connectord: the proxy, the MCP gateway and credential
+    #: checkout ask for it (docs/use.md). No default key has it: it is given on purpose.
     USE = "connectors:use"
     #: Tenant and key management: an operator's key.
     ADMIN = "admin"
@@ -173,6 +173,64 @@ class ConnectorInfo:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class Reach:
+    """Which of a tenant's connectors an API key covers (``docs/use.md``).
+
+    ``Reach()`` (both ``None``) covers every connector of the tenant: what every key
+    made before narrowed keys existed still means. ``connector_ids`` covers those ids;
+    ``selector`` covers the connectors whose metadata holds each of its ``key=value``
+    pairs as a string value. Given both, a connector is covered when it matches either
+    (their union): a key made for "the payments team's connectors and this one more".
+    """
+
+    connector_ids: frozenset[str] | None = None
+    #: ``(key, value)`` pairs, sorted by key; every pair must match.
+    selector: tuple[tuple[str, str], ...] | None = None
+
+    @property
+    def narrowed(self) -> bool:
+        """Whether the key covers less than the whole tenant."""
+        return self.connector_ids is not None or self.selector is not None
+
+    def covers(self, info: ConnectorInfo) -> bool:
+        """Whether ``info`` is one of the connectors this reach covers."""
+        return self.matches(info.id, info.metadata)
+
+    def matches(self, connector_id: str, metadata: Mapping[str, Any]) -> bool:
+        """Whether a connector of this id and metadata is covered (an event's snapshot)."""
+        if not self.narrowed:
+            return True
+        if self.connector_ids is not None and connector_id in self.connector_ids:
+            return True
+        if self.selector is not None:
+            return all(isinstance(metadata.get(k), str) and metadata[k] == v for k, v in self.selector)
+        return False
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict: ``connector_ids`` sorted and ``selector`` as an object, each
+        ``None`` when the reach is not narrowed by it."""
+        return {
+            "connector_ids": sorted(self.connector_ids) if self.connector_ids is not None else None,
+            "selector": dict(self.selector) if self.selector is not None else None,
+        }
+
+
+#: The reach of a key that is not narrowed: every connector of its tenant.
+WHOLE_TENANT = Reach()
+
+
+@dataclass(frozen=True, slots=True)
+class InUse:
+    """A connector opened for use (the proxy, the MCP gateway, a checkout): the connector
+    and its endpoint and config with every secret revealed and every secret reference
+    (``env:``, ``file:``, ``aws-sm:``) resolved. Its repr never shows the config."""
+
+    info: ConnectorInfo
+    endpoint: str | None = field(repr=False)
+    config: dict[str, Any] = field(repr=False)
+
+
 @dataclass(slots=True)
 class TestResult:
     """The outcome of one connector test.
@@ -228,6 +286,8 @@ class TenantRecord:
     id: str
     name: str
     created_at: datetime
+    #: Whether keys with ``connectors:use`` may check credentials out (``docs/use.md``).
+    checkout_enabled: bool = True
 
 
 @dataclass(slots=True, frozen=True)
@@ -731,3 +791,24 @@ class RecentTests:
     def uptime_24h(self) -> float | None:
         """The share of the last 24 hours' checks that succeeded, ``None`` when none ran."""
         return self.ok_24h / self.checks_24h if self.checks_24h else None
+
+
+@dataclass(frozen=True, slots=True)
+class SecretState:
+    """What may be told of one stored secret without its value (``docs/secrets.md``):
+    its fingerprint (a keyed hash) and, when the secret is a reference (``env:NAME``,
+    ``file:PATH``, ``aws-sm:ID``), the reference itself, which names where the value
+    lives and is not secret."""
+
+    fingerprint: str
+    reference: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """A JSON-ready dict."""
+        return {"fingerprint": self.fingerprint, "reference": self.reference}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SecretState:
+        """The inverse of :meth:`to_dict`."""
+        ref = data.get("reference")
+        return cls(str(data["fingerprint"]), str(ref) if ref is not None else None)

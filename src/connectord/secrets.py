@@ -123,6 +123,17 @@ class KeyRing:
         key = hashlib.sha256(b"connectord/fingerprint/" + self._raw[self.primary_id]).digest()
         return hmac.new(key, data, hashlib.sha256).hexdigest()
 
+    def secret_fingerprint(self, tenant_id: str, connector_id: str, field: str, value: str) -> str:
+        """The fingerprint of one stored secret: ``hmac-sha256:<key id>:<32 hex>``, an HMAC
+        under a key derived from the primary key for this connector and field, so equal
+        values in two connectors (or two fields) do not show as equal, and a stolen database
+        or export gives nothing to brute-force. It changes when the value changes, and when
+        the primary key does (the key id says which ring made it; ``docs/secrets.md``)."""
+        scope = f"connectord/secret-fingerprint/v1/{tenant_id}/{connector_id}/{field}".encode()
+        key = hmac.new(self._raw[self.primary_id], scope, hashlib.sha256).digest()
+        digest = hmac.new(key, value.encode(), hashlib.sha256).hexdigest()[:32]
+        return f"hmac-sha256:{self.primary_id}:{digest}"
+
     def encrypt(self, plaintext: bytes, associated: bytes) -> Ciphertext:
         """Seal under the primary key."""
         nonce = os.urandom(NONCE_BYTES)

@@ -166,6 +166,28 @@ class Settings(BaseSettings):
         default=90.0, ge=0, description="Days a test result is kept (0: no bound)."
     )
 
+    # --- the HTTP proxy (docs/use.md) ---
+    proxy_max_body: int = Field(
+        default=1_048_576, gt=0, description="Largest request body the proxy forwards, in bytes (then 413)."
+    )
+    proxy_max_answer: int = Field(
+        default=16_777_216,
+        gt=0,
+        description="Largest answer body the proxy passes back, in bytes (then 502, or the stream is cut).",
+    )
+    proxy_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds the proxy waits for an upstream's headers, and between two reads of its "
+        "body, unless the connector's own timeout is set (bounded by CONNECTORD_PROBE_TIMEOUT_MAX).",
+    )
+    proxy_rate: int = Field(
+        default=6000, ge=1, description="Proxied requests one API key may start per minute (then 429)."
+    )
+    proxy_concurrency: int = Field(
+        default=64, ge=1, description="Proxied requests one API key may have in flight at once (then 429)."
+    )
+
     @field_validator(
         "egress_allow", "file_roots", "secret_ref_env", "secret_ref_dirs", "secret_ref_aws_sm", mode="before"
     )

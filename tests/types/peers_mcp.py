@@ -7,7 +7,12 @@ subprocess on a free loopback port and stop it by its PID):
 - ``sse PORT``: the same over the legacy SSE transport;
 - ``auth PORT``: read-only tools only, behind a middleware that requires
   ``Authorization: Bearer $MCP_TEST_TOKEN``, served by uvicorn over HTTPS
-  with the certificate and key in ``$MCP_TEST_CERT`` and ``$MCP_TEST_KEY``.
+  with the certificate and key in ``$MCP_TEST_CERT`` and ``$MCP_TEST_KEY``;
+- ``gateway PORT``: the MCP gateway's peer, named ``$MCP_TEST_NAME``: tools (one
+  with a name MCP clients refuse, one with a 60-character name), resources, a
+  resource template and a prompt, over streamable HTTP; with ``$MCP_TEST_TOKEN``
+  set it requires ``Authorization: Bearer $MCP_TEST_TOKEN`` and has a tool whose
+  answer echoes the token (as a careless server might echo a header).
 """
 
 from __future__ import annotations
@@ -76,6 +81,60 @@ def _read_only_server() -> Any:
     return server
 
 
+#: The 60-character tool name of the gateway peer.
+LONG_TOOL = "measure_" + "x" * 52
+#: The gateway peer's tool whose name MCP clients refuse (a dot and a space).
+ODD_TOOL = "read.file v2"
+
+
+def _gateway_server(name: str, token: str | None) -> Any:
+    from mcp.server.mcpserver import MCPServer
+
+    server = MCPServer(name)
+
+    @server.tool()
+    def whoami() -> str:
+        """Which server answers."""
+        return name
+
+    @server.tool()
+    def add(a: int, b: int) -> int:
+        """Add two numbers."""
+        return a + b
+
+    @server.tool(name=ODD_TOOL)
+    def read_file(path: str) -> str:
+        """Pretend to read a file."""
+        return f"{name} read {path}"
+
+    @server.tool(name=LONG_TOOL)
+    def measure() -> str:
+        """A tool with a long name."""
+        return "measured"
+
+    if token is not None:
+
+        @server.tool()
+        def leak() -> str:
+            """Answer with the credential the server was given."""
+            return f"the token is {token}"
+
+    @server.resource("test://greeting")
+    def greeting() -> str:
+        return f"hello from {name}"
+
+    @server.resource("test://items/{item}")
+    def item(item: str) -> str:
+        return f"{name} item {item}"
+
+    @server.prompt()
+    def review(code: str) -> str:
+        """Ask for a review."""
+        return f"Review this code from {name}: {code}"
+
+    return server
+
+
 class RequireBearer:
     """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches."""
 
@@ -107,6 +166,13 @@ def serve(variant: str, port: int) -> None:
             ssl_certfile=os.environ["MCP_TEST_CERT"],
             ssl_keyfile=os.environ["MCP_TEST_KEY"],
         )
+    elif variant == "gateway":
+        import uvicorn
+
+        token = os.environ.get("MCP_TEST_TOKEN")
+        gateway_app = _gateway_server(os.environ["MCP_TEST_NAME"], token).streamable_http_app()
+        served = gateway_app if token is None else RequireBearer(gateway_app, token)
+        uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
     else:
         _full_server().run(variant, host="127.0.0.1", port=port)  # type: ignore[call-overload]
 

@@ -25,16 +25,18 @@ from starlette.routing import Route
 from connectord.admin import Admin
 from connectord.api.docs_pages import add_docs
 from connectord.api.limits import TestLimiter
+from connectord.api.mcp import MCP_PATH, McpEndpoint
 from connectord.api.metrics import Metrics
 from connectord.api.middleware import RequestMiddleware
 from connectord.api.problems import HTTP_SLUGS, class_problem, error_problem, problem
-from connectord.api.routes import bulk, connectors, health, meta, tenants, webhooks
+from connectord.api.routes import bulk, connectors, health, meta, secrets, tenants, webhooks
 from connectord.console import console_routes
 from connectord.errors import ConnectordError, ValidationError
 from connectord.facade import ConnectorsFacade
 from connectord.health.service import HealthService
 from connectord.notify.delivery import DeliveryWorker
 from connectord.settings import Settings
+from connectord.use.gateway import Gateway
 
 logger = logging.getLogger("connectord.api")
 
@@ -136,6 +138,8 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     deliveries = DeliveryWorker(facade) if settings.webhooks == "on" else None
     # Scheduled checks and history retention (docs/health.md), as CONNECTORD_SCHEDULER says.
     monitor = HealthService(facade, role="connectord serve")
+    # The MCP gateway (docs/use.md): its session manager runs for the app's lifetime.
+    gateway = Gateway(facade, observe=metrics.observe_gateway, max_body_bytes=settings.max_body_bytes)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -157,7 +161,8 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
 
         _on_exit_signals(stop_background)
         try:
-            yield
+            async with gateway.run():
+                yield
         finally:
             await stop_background()
             await console.close()
@@ -185,8 +190,9 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     # The routers' routes go straight onto the app, busiest first: this FastAPI
     # version wraps an included router in its own dispatch layer, which cost
     # ~0.1 ms per request, and the router tries routes in order.
-    for module in (connectors, meta, tenants, webhooks, health, bulk):
+    for module in (connectors, meta, tenants, webhooks, health, bulk, secrets):
         app.router.routes.extend(module.router.routes)
+    app.router.routes.append(Route(MCP_PATH, McpEndpoint(gateway, app.state.admin)))
     add_docs(app, "/openapi.json")
     # The web console at / (docs/console.md), after the API's routes: its pages carry their
     # own security headers (a strict Content-Security-Policy, X-Frame-Options: DENY...).

@@ -34,6 +34,28 @@ class Metrics:
             ["connector_type", "outcome", "error_kind"],
             registry=self.registry,
         )
+        self.gateway_calls = Counter(
+            "connectord_gateway_calls_total",
+            "MCP gateway exchanges with connectors' servers by MCP method, outcome and error kind.",
+            ["method", "outcome", "error_kind"],
+            registry=self.registry,
+        )
+
+        self.proxied = Counter(
+            "connectord_proxy_requests_total",
+            "Requests through the HTTP proxy by connector type, status answered and error kind "
+            "(empty when the upstream answered).",
+            ["connector_type", "status", "error_kind"],
+            registry=self.registry,
+        )
+
+    def observe_proxy(self, connector_type: str, status: int, error_kind: str) -> None:
+        """Count one proxied request: the upstream's status, or the proxy's own problem."""
+        self.proxied.labels(connector_type, str(status), error_kind).inc()
+
+    def observe_gateway(self, method: str, outcome: str, error_kind: str) -> None:
+        """Count one exchange of the MCP gateway with a connector's server."""
+        self.gateway_calls.labels(method, outcome, error_kind).inc()
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request."""

@@ -75,6 +75,9 @@ def error_problem(exc: e.ConnectordError, request_id: str | None) -> Response:
         headers["WWW-Authenticate"] = 'Bearer realm="connectord"'
     if isinstance(exc, e.ProbeError):
         extra["kind"] = exc.kind.value
+        extra["error_kind"] = exc.kind.value  # the name test results use (details.error_kind)
+    if isinstance(exc, e.MethodNotAllowedError):
+        headers["Allow"] = ", ".join(exc.allowed)
     detail = exc.message if exc.status < 500 or exc.public else exc.title
     return problem(
         exc.status, exc.slug, exc.title, detail, request_id=request_id, headers=headers or None, **extra

@@ -26,6 +26,7 @@ from connectord.model import (
     ConnectorInfo,
     HealthSummary,
     Page,
+    SecretState,
     TenantRecord,
     TestResult,
     Unset,
@@ -270,6 +271,15 @@ class LocalBackend:
     async def health(self, connector_id: str) -> HealthSummary:
         """A connector's health summary."""
         return await self.facade.health(connector_id, await self.tenant_id())
+
+    async def secret_states(self, connector_id: str) -> dict[str, SecretState]:
+        """Fingerprints and references of a connector's stored secrets."""
+        return await self.facade.secret_states(connector_id, await self.tenant_id())
+
+    async def fingerprint_secrets(self, connector_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """Fingerprints of candidate values as the connector's secrets (nothing stored)."""
+        tenant = await self.tenant_id()
+        return await self.facade.fingerprint_secrets(connector_id, tenant, values, actor=self.actor)
 
     async def audit(
         self, limit: int = 100, cursor: str | None = None, connector_id: str | None = None

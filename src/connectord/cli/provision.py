@@ -72,7 +72,9 @@ def apply(
 ) -> None:
     """Create or update connectors from a file; a second run changes nothing.
 
-    Connectors are matched by name. Secrets in the file are references: ${ENV_VAR} or file:PATH.
+    Connectors are matched by name. Secrets in the file are references: ${ENV_VAR} or file:PATH
+    (resolved here), or ref+env:NAME, ref+file:PATH, ref+aws-sm:ID (kept by the server). Only a
+    secret whose fingerprint differs from the stored one is sent.
 
     [dim]connectord apply -f connectors.yaml --dry-run
     connectord apply -f connectors.yaml --prune[/dim]
@@ -88,7 +90,9 @@ def apply(
                     "connector_type)",
                     style="dim",
                 )
-            plan = await make_plan(api, declared, prune=prune, update_secrets=update_secrets)
+            plan = await make_plan(
+                api, declared, prune=prune, update_secrets=update_secrets, base_dir=base_dir
+            )
             secrets = check_references(plan, base_dir)
             out = stdout()
             out.print(_plan_text(plan), end="")

@@ -22,6 +22,7 @@ from connectord.model import (
     DeliveryInfo,
     HealthSummary,
     Page,
+    SecretState,
     TenantRecord,
     TestResult,
     Unset,
@@ -172,6 +173,15 @@ class AsyncClient(ClientBase):
     ) -> Page[TestResult]:
         """Past test results of a connector, newest first."""
         return await self._run(Calls.history(connector_id, limit, cursor))
+
+    async def secret_states(self, connector_id: str) -> dict[str, SecretState]:
+        """Each stored secret's fingerprint and, for a reference, the reference; never a value."""
+        return await self._run(Calls.secret_states(connector_id))
+
+    async def fingerprint_secrets(self, connector_id: str, values: Mapping[str, str]) -> dict[str, str]:
+        """The fingerprints ``values`` would have as the connector's secrets (nothing is stored),
+        to compare with :meth:`secret_states`; needs ``connectors:write``."""
+        return await self._run(Calls.fingerprint_secrets(connector_id, values))
 
     async def audit(
         self, limit: int = 100, cursor: str | None = None, connector_id: str | None = None

@@ -27,6 +27,7 @@ from connectord.client._models import (
     delivery_from_dict,
     health_from_dict,
     result_from_dict,
+    secret_states_from_dict,
     tenant_from_dict,
     webhook_from_dict,
 )
@@ -39,6 +40,7 @@ from connectord.model import (
     DeliveryInfo,
     HealthSummary,
     Page,
+    SecretState,
     TenantRecord,
     TestResult,
     Unset,
@@ -282,6 +284,26 @@ class Calls:
             "GET",
             f"connectors/{_id(connector_id)}/health",
             lambda r: health_from_dict(read_json(r)),
+            retry=True,
+        )
+
+    # fingerprints of stored secrets (docs/secrets.md)
+    @staticmethod
+    def secret_states(connector_id: str) -> Call[dict[str, SecretState]]:
+        return Call(
+            "GET",
+            f"connectors/{_id(connector_id)}/secrets",
+            lambda r: secret_states_from_dict(read_json(r)),
+            retry=True,
+        )
+
+    @staticmethod
+    def fingerprint_secrets(connector_id: str, values: Mapping[str, str]) -> Call[dict[str, str]]:
+        return Call(
+            "POST",
+            f"connectors/{_id(connector_id)}/secrets/fingerprints",
+            lambda r: {str(k): str(v) for k, v in dict(read_json(r)["fingerprints"]).items()},
+            body={"values": dict(values)},
             retry=True,
         )
 

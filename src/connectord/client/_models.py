@@ -14,6 +14,7 @@ from connectord.model import (
     ConnectorInfo,
     DeliveryInfo,
     HealthSummary,
+    SecretState,
     TenantRecord,
     TestResult,
     WebhookInfo,
@@ -91,6 +92,14 @@ def api_key_from_dict(data: Mapping[str, Any]) -> ApiKey:
     if created is None:
         raise ConnectordError("the server sent a key without created_at")
     return ApiKey(data["id"], data["name"], tuple(data["scopes"]), created, _dt(data.get("revoked_at")))
+
+
+def secret_states_from_dict(data: Mapping[str, Any]) -> dict[str, SecretState]:
+    """``{field: SecretState}`` from the answer of ``GET /connectors/{id}/secrets``."""
+    states = data.get("secrets")
+    if not isinstance(states, Mapping):
+        raise ConnectordError("the server sent secrets without a secrets object")
+    return {str(k): _parsed(SecretState.from_dict, v, "secret state") for k, v in states.items()}
 
 
 def health_from_dict(data: Mapping[str, Any]) -> HealthSummary:

@@ -8,16 +8,18 @@ us the tenant, so it looks a key up by its hash alone. The admin-wide methods
 from __future__ import annotations
 
 import abc
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from connectord.model import (
+    WHOLE_TENANT,
     AuditEvent,
     ConnectorInfo,
     DeliveryInfo,
     Event,
+    Reach,
     RecentTests,
     TenantRecord,
     TestResult,
@@ -37,6 +39,8 @@ class ApiKeyRecord:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None = None
+    #: The connectors the key covers (``docs/use.md``); the whole tenant by default.
+    reach: Reach = WHOLE_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,6 +155,20 @@ class Keep:
 KEEP = Keep()
 
 
+@dataclass(frozen=True, slots=True)
+class OAuthTokenRecord:
+    """A connector's OAuth 2.0 access token as stored (sealed), and its refresh lease."""
+
+    #: A keyed hash of the auth settings the token was obtained with (another: not valid).
+    fingerprint: str | None
+    token: Ciphertext | None
+    #: When to refresh it (its expiry less a margin), and when it expires.
+    refresh_at: datetime | None
+    expires_at: datetime | None
+    lease_owner: str | None
+    lease_until: datetime | None
+
+
 class Store(abc.ABC):
     """Persistence of tenants, keys, connectors, secrets, test history and audit events.
 
@@ -195,6 +213,15 @@ class Store(abc.ABC):
     async def revoke_api_key(self, tenant_id: str, key_id: str, at: datetime, audit: AuditEvent) -> bool:
         """Revoke a key; ``False`` if the tenant has no such unrevoked key."""
 
+    @abc.abstractmethod
+    async def set_checkout(self, tenant_id: str, enabled: bool, audit: AuditEvent) -> bool:
+        """Turn the tenant's credential checkout on or off; ``False`` if there is no such tenant."""
+
+    @abc.abstractmethod
+    async def checkout_enabled(self, tenant_id: str) -> bool:
+        """Whether the tenant allows credential checkout: ``True`` for a tenant without a row
+        (the library's own tenant ids), as for a tenant that never turned it off."""
+
     # connectors
     @abc.abstractmethod
     async def insert_connector(
@@ -237,9 +264,15 @@ class Store(abc.ABC):
         offset: int = 0,
         after: str | None = None,
         name_contains: str | None = None,
+        ids: Collection[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> list[ConnectorInfo]:
         """Connectors in id order; ``after`` (an id) gives keyset pages, ``offset`` the first API's paging.
-        ``name_contains`` keeps those whose name holds that text, ignoring ASCII case."""
+        ``name_contains`` keeps those whose name holds that text, ignoring ASCII case.
+
+        ``ids`` and ``metadata`` are a narrowed key's reach (:class:`~connectord.model.Reach`):
+        ``ids`` keeps those ids, ``metadata`` those whose metadata holds each pair as a string
+        value; given both, a connector matching either is kept (the reach is their union)."""
 
     @abc.abstractmethod
     async def update_connector(
@@ -273,6 +306,12 @@ class Store(abc.ABC):
     @abc.abstractmethod
     async def get_secret(self, tenant_id: str, connector_id: str) -> Ciphertext | None:
         """A connector's sealed secret tree."""
+
+    @abc.abstractmethod
+    async def mark_used(self, connector_ids: Sequence[str], at: datetime) -> int:
+        """Set ``last_used_at`` to ``at`` on these connectors (any tenant's: the usage
+        recorder's batch, ``connectord.usage``) where it is older, in one statement;
+        bookkeeping, so the version does not change. The number of rows changed."""
 
     @abc.abstractmethod
     async def record_test(
@@ -440,9 +479,16 @@ class Store(abc.ABC):
 
     @abc.abstractmethod
     async def count_connectors(
-        self, tenant_id: str, *, connector_type: str | None = None, status: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        connector_type: str | None = None,
+        status: str | None = None,
+        ids: Collection[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> int:
-        """How many connectors match the filters, deprecated ones excluded (a bulk test's total)."""
+        """How many connectors match the filters, deprecated ones excluded (a bulk test's total);
+        ``ids`` and ``metadata`` as in :meth:`list_connectors`."""
 
     @abc.abstractmethod
     async def insert_bulk_test(self, record: BulkTestRecord) -> None:
@@ -541,3 +587,40 @@ class Store(abc.ABC):
     ) -> dict[str, RecentTests]:
         """For each of these connectors that has test results: the checks and successes
         since ``since`` and its newest test's time, in one query (a list page's rows)."""
+
+    # --- OAuth 2.0 tokens (connectord.use.oauth; store/oauth_tokens.py) ---
+
+    @abc.abstractmethod
+    async def get_oauth_token(self, tenant_id: str, connector_id: str) -> OAuthTokenRecord | None:
+        """The connector's stored token and lease, or ``None`` when it has none."""
+
+    @abc.abstractmethod
+    async def lease_oauth_token(
+        self, tenant_id: str, connector_id: str, owner: str, now: datetime, until: datetime
+    ) -> OAuthTokenRecord | None:
+        """Take the connector's refresh lease unless another owner holds an unexpired one
+        (then ``None``; also for a connector that does not exist); the row as it is."""
+
+    @abc.abstractmethod
+    async def save_oauth_token(
+        self,
+        tenant_id: str,
+        connector_id: str,
+        owner: str,
+        *,
+        fingerprint: str,
+        token: Ciphertext,
+        refresh_at: datetime,
+        expires_at: datetime,
+        now: datetime,
+        secret_swap: tuple[Ciphertext, Ciphertext] | None = None,
+    ) -> bool:
+        """Store a new token and free the lease if ``owner`` still holds it; swap the
+        connector's secrets (old, new) in the same transaction when still ``old``."""
+
+    @abc.abstractmethod
+    async def release_oauth_token(
+        self, tenant_id: str, connector_id: str, owner: str, *, refused: str | None = None
+    ) -> None:
+        """Free ``owner``'s lease; ``refused`` (the grant was refused for good) also forgets
+        the token and keeps ``refused`` as its fingerprint."""

@@ -14,6 +14,8 @@ tenants = sa.Table(
     sa.Column("id", sa.String(36), primary_key=True),
     sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("created_at", TS, nullable=False),
+    # Whether keys with connectors:use may check credentials out (docs/use.md).
+    sa.Column("checkout_enabled", sa.Boolean, nullable=False, server_default=sa.true()),
 )
 
 api_keys = sa.Table(
@@ -26,6 +28,10 @@ api_keys = sa.Table(
     sa.Column("scopes", sa.Text, nullable=False),
     sa.Column("created_at", TS, nullable=False),
     sa.Column("revoked_at", TS, nullable=True),
+    # A narrowed key's reach (docs/use.md): a JSON list of connector ids and a JSON object
+    # of metadata pairs; NULL in both covers the whole tenant.
+    sa.Column("connector_ids", sa.Text, nullable=True),
+    sa.Column("selector", sa.Text, nullable=True),
 )
 
 connectors = sa.Table(
@@ -214,4 +220,26 @@ bulk_tests = sa.Table(
     sa.Column("created_at", TS, nullable=False),
     sa.Column("finished_at", TS, nullable=True),
     sa.Index("ix_bulk_tests_tenant", "tenant_id", "id"),
+)
+
+# OAuth 2.0 access tokens (docs/use.md, "OAuth2 tokens"): sealed by the key ring, valid
+# until refresh_at; a process refreshing one holds the row's lease until lease_until.
+oauth_tokens = sa.Table(
+    "oauth_tokens",
+    metadata,
+    sa.Column(
+        "connector_id",
+        sa.String(36),
+        sa.ForeignKey("connectors.id", ondelete="CASCADE"),
+        primary_key=True,
+    ),
+    sa.Column("tenant_id", sa.String(64), nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=True),
+    sa.Column("key_id", sa.String(32), nullable=True),
+    sa.Column("ciphertext", sa.LargeBinary, nullable=True),
+    sa.Column("refresh_at", TS, nullable=True),
+    sa.Column("expires_at", TS, nullable=True),
+    sa.Column("lease_owner", sa.String(64), nullable=True),
+    sa.Column("lease_until", TS, nullable=True),
+    sa.Column("updated_at", TS, nullable=False),
 )

@@ -29,6 +29,7 @@ from connectord.model import (
     ErrorKind,
     Event,
     EventType,
+    Reach,
     RecentTests,
     TenantRecord,
     TestResult,
@@ -63,6 +64,7 @@ from connectord.store.base import (
     SessionLock,
     Store,
 )
+from connectord.store.oauth_tokens import OAuthTokenStore
 from connectord.store.schema import (
     TS,
     api_keys,
@@ -208,6 +210,11 @@ def _iso_or_none(value: datetime | None) -> str | None:
 def _key(row: Row) -> ApiKeyRecord:
     created = _dt(row["created_at"])
     assert created is not None
+    ids, selector = row["connector_ids"], row["selector"]
+    reach = Reach(
+        frozenset(orjson.loads(ids)) if ids is not None else None,
+        tuple(sorted(orjson.loads(selector).items())) if selector is not None else None,
+    )
     return ApiKeyRecord(
         id=row["id"],
         tenant_id=row["tenant_id"],
@@ -216,7 +223,61 @@ def _key(row: Row) -> ApiKeyRecord:
         scopes=tuple(orjson.loads(row["scopes"])),
         created_at=created,
         revoked_at=_dt(row["revoked_at"]),
+        reach=reach,
     )
+
+
+def _tenant(row: Row) -> TenantRecord:
+    return TenantRecord(
+        row["id"], row["name"], _dt(row["created_at"]) or datetime.min, bool(row["checkout_enabled"])
+    )
+
+
+def _reach_condition(
+    dialect: str, ids: Collection[str] | None, metadata: Mapping[str, str] | None
+) -> sa.ColumnElement[bool]:
+    """The SQL of a narrowed key's reach: ``id`` among ``:reach_ids`` (a JSON list) or the
+    metadata holding every pair of ``:reach_meta`` (a JSON object of strings), either when
+    both are given. JSON parameters keep one compiled statement whatever their length."""
+    conds: list[sa.TextClause] = []
+    if dialect == "postgresql":
+        if ids is not None:
+            conds.append(
+                sa.text("connectors.id IN (SELECT jsonb_array_elements_text(CAST(:reach_ids AS JSONB)))")
+            )
+        if metadata is not None:
+            # Containment of an object of strings: each key holds exactly that string.
+            conds.append(sa.text("CAST(connectors.metadata AS JSONB) @> CAST(:reach_meta AS JSONB)"))
+    else:
+        if ids is not None:
+            conds.append(sa.text("connectors.id IN (SELECT value FROM json_each(:reach_ids))"))
+        if metadata is not None:
+            # No pair of the selector without a text value equal to it in the metadata; json_each
+            # compares keys as they are (a JSON path could not name every key).
+            conds.append(
+                sa.text(
+                    "NOT EXISTS (SELECT 1 FROM json_each(:reach_meta) AS s WHERE NOT EXISTS ("
+                    "SELECT 1 FROM json_each(connectors.metadata) AS m "
+                    "WHERE m.key = s.key AND m.type = 'text' AND m.value = s.value))"
+                )
+            )
+    return sa.or_(*conds)
+
+
+def _reach_params(ids: Collection[str] | None, metadata: Mapping[str, str] | None) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if ids is not None:
+        params["reach_ids"] = _dumps(sorted(ids))
+    if metadata is not None:
+        params["reach_meta"] = _dumps(dict(metadata))
+    return params
+
+
+def _reach_key(ids: Collection[str] | None, metadata: Mapping[str, str] | None) -> str:
+    """The part of a cached statement's key that says which reach filters it has."""
+    if ids is None and metadata is None:
+        return ""
+    return f":reach{ids is not None:d}{metadata is not None:d}"
 
 
 def _insert(table: sa.Table, names: Collection[str] | None = None) -> sa.Insert:
@@ -230,7 +291,7 @@ def _where(table: sa.Table, *names: str) -> list[sa.ColumnElement[bool]]:
     return [table.c[n] == P(n) for n in names]
 
 
-class SqlStore(Store):
+class SqlStore(OAuthTokenStore, Store):
     """Every store method, written once over a :class:`Backend`."""
 
     def __init__(self, backend: Backend) -> None:
@@ -253,7 +314,12 @@ class SqlStore(Store):
 
     async def create_tenant(self, tenant: TenantRecord, audit: AuditEvent) -> None:
         ins = self._q("tenant.insert", lambda: _insert(tenants))
-        params = {"id": tenant.id, "name": tenant.name, "created_at": tenant.created_at}
+        params = {
+            "id": tenant.id,
+            "name": tenant.name,
+            "created_at": tenant.created_at,
+            "checkout_enabled": tenant.checkout_enabled,
+        }
 
         async def op(ex: Executor) -> None:
             try:
@@ -267,16 +333,34 @@ class SqlStore(Store):
     async def get_tenant(self, tenant_id: str) -> TenantRecord | None:
         q = self._q("tenant.get", lambda: sa.select(tenants).where(*_where(tenants, "id")))
         row = await self.backend.read(lambda ex: ex.one(q, {"id": tenant_id}))
-        if row is None:
-            return None
-        created = _dt(row["created_at"])
-        assert created is not None
-        return TenantRecord(row["id"], row["name"], created)
+        return _tenant(row) if row is not None else None
 
     async def list_tenants(self) -> list[TenantRecord]:
         q = self._q("tenant.list", lambda: sa.select(tenants).order_by(tenants.c.id))
         rows = await self.backend.read(lambda ex: ex.all(q, {}))
-        return [TenantRecord(r["id"], r["name"], _dt(r["created_at"]) or datetime.min) for r in rows]
+        return [_tenant(r) for r in rows]
+
+    async def set_checkout(self, tenant_id: str, enabled: bool, audit: AuditEvent) -> bool:
+        q = self._q(
+            "tenant.checkout",
+            lambda: tenants.update().where(*_where(tenants, "id")).values(checkout_enabled=P("enabled")),
+        )
+
+        async def op(ex: Executor) -> bool:
+            if await ex.run(q, {"id": tenant_id, "enabled": enabled}) == 0:
+                return False
+            await self._add_audit(ex, audit)
+            return True
+
+        return await self.backend.write(op)
+
+    async def checkout_enabled(self, tenant_id: str) -> bool:
+        q = self._q(
+            "tenant.checkout_enabled",
+            lambda: sa.select(tenants.c.checkout_enabled).where(*_where(tenants, "id")),
+        )
+        row = await self.backend.read(lambda ex: ex.one(q, {"id": tenant_id}))
+        return row is None or bool(row["checkout_enabled"])
 
     async def create_api_key(self, tenant_id: str, key: ApiKeyRecord, audit: AuditEvent) -> None:
         ins = self._q("key.insert", lambda: _insert(api_keys))
@@ -288,6 +372,10 @@ class SqlStore(Store):
             "scopes": _dumps(list(key.scopes)),
             "created_at": key.created_at,
             "revoked_at": None,
+            "connector_ids": (
+                _dumps(sorted(key.reach.connector_ids)) if key.reach.connector_ids is not None else None
+            ),
+            "selector": _dumps(dict(key.reach.selector)) if key.reach.selector is not None else None,
         }
 
         async def op(ex: Executor) -> None:
@@ -411,9 +499,12 @@ class SqlStore(Store):
         offset: int = 0,
         after: str | None = None,
         name_contains: str | None = None,
+        ids: Collection[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> list[ConnectorInfo]:
         key = f"connector.list:{connector_type is not None}:{status is not None}:{after is not None}"
-        key += ":name" if name_contains is not None else ""
+        key += (":name" if name_contains is not None else "") + _reach_key(ids, metadata)
+        narrowed = ids is not None or metadata is not None
 
         def build() -> sa.Select[Any]:
             conds = _where(connectors, "tenant_id")
@@ -425,6 +516,8 @@ class SqlStore(Store):
                 conds.append(connectors.c.id > P("after"))
             if name_contains is not None:
                 conds.append(connectors.c.name.ilike(P("name_pattern"), escape="\\"))
+            if narrowed:
+                conds.append(_reach_condition(self.backend.dialect.name, ids, metadata))
             return (
                 sa.select(connectors)
                 .where(*conds)
@@ -444,6 +537,7 @@ class SqlStore(Store):
         }
         if name_contains is not None:
             params["name_pattern"] = f"%{_like_escaped(name_contains)}%"
+        params |= _reach_params(ids, metadata)
         rows = await self.backend.read(lambda ex: ex.all(q, params))
         return [_connector(r) for r in rows]
 
@@ -591,6 +685,22 @@ class SqlStore(Store):
             lambda ex: ex.one(q, {"tenant_id": tenant_id, "connector_id": connector_id})
         )
         return Ciphertext(row["key_id"], bytes(row["ciphertext"])) if row is not None else None
+
+    async def mark_used(self, connector_ids: Sequence[str], at: datetime) -> int:
+        if not connector_ids:
+            return 0
+
+        def build() -> sa.Update:
+            newer = sa.or_(connectors.c.last_used_at.is_(None), connectors.c.last_used_at < P("at", type_=TS))
+            return (
+                connectors.update()
+                .where(_reach_condition(self.backend.dialect.name, connector_ids, None), newer)
+                .values(last_used_at=P("used_at", type_=TS))
+            )
+
+        q = self._q("connector.mark_used", build)
+        params = {"at": at, "used_at": at, **_reach_params(connector_ids, None)}
+        return await self.backend.write(lambda ex: ex.run(q, params))
 
     async def _put_secret(
         self, ex: Executor, tenant_id: str, connector_id: str, secret: Ciphertext, *, insert: bool
@@ -1200,18 +1310,30 @@ class SqlStore(Store):
         return _dt(first["tested_at"]) if first is not None else None
 
     async def count_connectors(
-        self, tenant_id: str, *, connector_type: str | None = None, status: str | None = None
+        self,
+        tenant_id: str,
+        *,
+        connector_type: str | None = None,
+        status: str | None = None,
+        ids: Collection[str] | None = None,
+        metadata: Mapping[str, str] | None = None,
     ) -> int:
+        narrowed = ids is not None or metadata is not None
+
         def build() -> sa.Select[Any]:
             conds = [*_where(connectors, "tenant_id"), connectors.c.status != "deprecated"]
             if connector_type is not None:
                 conds.append(connectors.c.connector_type == P("connector_type"))
             if status is not None:
                 conds.append(connectors.c.status == P("status"))
+            if narrowed:
+                conds.append(_reach_condition(self.backend.dialect.name, ids, metadata))
             return sa.select(sa.func.count().label("n")).select_from(connectors).where(*conds)
 
-        q = self._q(f"connector.count:{connector_type is not None}:{status is not None}", build)
+        key = f"connector.count:{connector_type is not None}:{status is not None}" + _reach_key(ids, metadata)
+        q = self._q(key, build)
         params = {"tenant_id": tenant_id, "connector_type": connector_type, "status": status}
+        params |= _reach_params(ids, metadata)
         row = await self.backend.read(lambda ex: ex.one(q, params))
         return int(row["n"]) if row is not None else 0
 

@@ -101,9 +101,42 @@ class OAuth2ClientCredentials(_AuthModel):
     )
 
 
+class OAuth2RefreshToken(_AuthModel):
+    """An OAuth 2.0 refresh token (RFC 6749 section 6) from an authorization-code connection
+    made elsewhere: connectord exchanges it for access tokens, keeps them encrypted until
+    they expire, and stores a rotated refresh token the server hands back (docs/use.md)."""
+
+    kind: Literal["oauth2_refresh_token"] = Field(description="An OAuth 2.0 refresh token.")
+    token_url: str = Field(
+        max_length=2048,
+        pattern=r"^https?://[^\s/?#]+[^\s]*$",
+        description="Token endpoint (http or https); checked by the egress policy like the endpoint.",
+    )
+    client_id: str = Field(max_length=512, description="Client id.")
+    client_secret: SecretStr | None = Field(
+        default=None, description="Client secret (none for a public client)."
+    )
+    refresh_token: SecretStr = Field(description="The refresh token; replaced when the server rotates it.")
+    scope: str | None = Field(default=None, max_length=2048, description="Space-separated scopes.")
+    client_auth: Literal["basic", "body"] = Field(
+        default="basic",
+        description="How the client authenticates to the token endpoint: HTTP Basic or form fields.",
+    )
+
+
+#: The auth kinds whose access tokens come from a token endpoint.
+OAuth2Auth = OAuth2ClientCredentials | OAuth2RefreshToken
+
 HttpAuth = Annotated[
-    NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | OAuth2ClientCredentials, Field(discriminator="kind")
+    NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | OAuth2ClientCredentials | OAuth2RefreshToken,
+    Field(discriminator="kind"),
 ]
+#: Methods the proxy may forward; GET and HEAD always are (docs/use.md).
+ProxyMethod = Literal["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+
+
+def _read_only_methods() -> list[ProxyMethod]:
+    return ["GET", "HEAD"]
 
 
 class HttpConfig(ConnectorConfig):
@@ -143,6 +176,12 @@ class HttpConfig(ConnectorConfig):
         description="CA certificates (PEM text) to trust instead of the system store.",
     )
     auth: HttpAuth = Field(default_factory=NoAuth, description="How the probe authenticates.")
+    proxy_methods: list[ProxyMethod] = Field(
+        default_factory=_read_only_methods,
+        max_length=7,
+        description="Methods the proxy (/connectors/{id}/proxy/...) forwards; anything else is 405. "
+        "GET and HEAD by default: a method that changes things must be opened on purpose.",
+    )
 
     @model_validator(mode="before")
     @classmethod

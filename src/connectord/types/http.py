@@ -1,11 +1,12 @@
 """The ``http`` type: REST/HTTP APIs, tested with one real ``GET`` (or ``HEAD``).
 
 The probe resolves the host through the egress policy, connects to the
-checked address over a fresh connection (aiohttp, with a resolver that only
-answers the addresses the policy checked, so there is no second DNS lookup;
-TLS still verifies the name), follows redirects itself so each hop is checked
-again, and reports the status, HTTP version, server, TLS version and
-certificate expiry, the redirect chain and the time of each phase.
+checked address over a fresh connection (the lean client of
+:mod:`connectord.network.lean_http`, which connects only to the addresses the
+policy checked, so there is no second DNS lookup; TLS still verifies the
+name), follows redirects itself so each hop is checked again, and reports
+the status, HTTP version, server, TLS version and certificate expiry, the
+redirect chain and the time of each phase.
 ``docs/http-probe.md`` explains the choices (client, defaults, error kinds).
 """
 
@@ -13,25 +14,21 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
-import functools
 import json
-import socket
+import re
 import ssl
 import time
-from collections.abc import AsyncIterator
-from contextvars import ContextVar
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 from pydantic import SecretStr
 
 from connectord.model import Capability, ErrorKind
 from connectord.network.egress import parse_ip_literal
-from connectord.network.endpoints import host_key
 from connectord.network.failures import aiohttp_error_kind, error_text
-from connectord.network.http import read_at_most
+from connectord.network.lean_http import Request, Response, TransportError, fetch
 from connectord.network.tls import certificate_details
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import redact_url, scrub, scrub_text
@@ -50,7 +47,6 @@ from connectord.types._http_config import (
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
-    import aiohttp
     from yarl import URL
 
 __all__ = [
@@ -68,8 +64,9 @@ __all__ = [
 MAX_BODY_BYTES = 64 * 1024
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 USER_AGENT = "connectord-probe/0.1"
-#: aiohttp speaks HTTP/1.1 only: say so in the handshake.
+#: The client speaks HTTP/1.1 only: say so in the handshake.
 ALPN = ("http/1.1",)
+_LINE_BREAK = re.compile(r"[\r\n\x00]")
 
 
 # --- error mapping --------------------------------------------------------------------
@@ -125,119 +122,6 @@ class _Hop:
                 into[name] = round(into.get(name, 0.0) + ms_between(start, end), 3)
 
 
-class _TimedSocket(socket.socket):
-    """A socket that notes when its TCP connect completed (for ``connect_ms``)."""
-
-    hop: _Hop | None = None
-
-    def connect(self, address: Any) -> None:
-        super().connect(address)
-        if self.hop is not None:  # a non-blocking connect that finished at once (loopback)
-            self.hop.tcp_end = self.hop.tcp_end or time.perf_counter()
-
-    def getsockopt(self, *args: Any) -> Any:
-        # The event loop reads SO_ERROR once a connect finished in the background.
-        if self.hop is not None and args[:2] == (socket.SOL_SOCKET, socket.SO_ERROR):
-            self.hop.tcp_end = self.hop.tcp_end or time.perf_counter()
-        return super().getsockopt(*args)
-
-
-#: The test running in this task: the shared connector reads its pins and its current hop.
-_CURRENT: ContextVar[_Run | None] = ContextVar("connectord_http_probe", default=None)
-
-
-def _current_hop() -> _Hop | None:
-    run = _CURRENT.get()
-    return run.hops[-1] if run is not None and run.hops else None
-
-
-@functools.cache
-def _connector_class() -> type[aiohttp.TCPConnector]:
-    import aiohttp
-
-    from connectord.network.http import CheckedResolver
-
-    class PinnedResolver(CheckedResolver):
-        """Answers only the names the egress policy checked for this test, with its addresses."""
-
-        async def addresses(self, host: str, port: int) -> list[str]:
-            run = _CURRENT.get()
-            addresses = run.pins.get(host_key(host)) if run is not None else None
-            if addresses is None:
-                raise OSError(f"{host} was not checked by the egress policy")
-            return addresses
-
-    class ProbeConnector(aiohttp.TCPConnector):
-        """A fresh connection per request (never pooled), pinned addresses, timestamps per hop."""
-
-        def __init__(self) -> None:
-            super().__init__(
-                resolver=PinnedResolver(),
-                use_dns_cache=False,  # so the resolver runs in the test's own task and context
-                force_close=True,
-                limit=0,
-                socket_factory=self._socket,
-            )
-
-        def _socket(self, addr_info: Any) -> socket.socket:
-            family, kind, proto, _, _ = addr_info
-            sock = _TimedSocket(family, kind, proto)
-            sock.hop = hop = _current_hop()
-            if hop is not None:
-                hop.connect_start = hop.connect_start or time.perf_counter()
-            return sock
-
-        async def connect(self, *args: Any, **kwargs: Any) -> aiohttp.connector.Connection:
-            conn = await super().connect(*args, **kwargs)
-            hop = _current_hop()
-            if hop is not None and conn.transport is not None:
-                hop.ready = time.perf_counter()
-                hop.ssl_object = conn.transport.get_extra_info("ssl_object")
-                peer = conn.transport.get_extra_info("peername")
-                hop.peer = str(peer[0]) if peer else None
-            return conn
-
-    return ProbeConnector
-
-
-@dataclass(slots=True)
-class _Shared:
-    session: aiohttp.ClientSession
-    users: int = 0
-
-
-#: One session per event loop while tests run on it. Connections are never shared
-#: (force_close); sharing the session saves creating one per test (measured +15-25 %
-#: CPU per test); the last test out closes it.
-_SESSIONS: dict[asyncio.AbstractEventLoop, _Shared] = {}
-
-
-@contextlib.asynccontextmanager
-async def _session() -> AsyncIterator[aiohttp.ClientSession]:
-    import aiohttp
-
-    loop = asyncio.get_running_loop()
-    shared = _SESSIONS.get(loop)
-    if shared is None:
-        session = aiohttp.ClientSession(
-            connector=_connector_class()(),
-            cookie_jar=aiohttp.DummyCookieJar(),
-            auto_decompress=False,
-            skip_auto_headers=("Accept-Encoding",),
-            timeout=aiohttp.ClientTimeout(total=None),
-        )
-        shared = _SESSIONS[loop] = _Shared(session)
-    shared.users += 1
-    try:
-        yield shared.session
-    finally:
-        shared.users -= 1
-        if shared.users == 0:
-            if _SESSIONS.get(loop) is shared:
-                del _SESSIONS[loop]
-            await shared.session.close()
-
-
 @dataclass(slots=True)
 class _Run:
     """One test: its config, the secrets to keep out of every text, and what it saw."""
@@ -246,7 +130,6 @@ class _Run:
     config: HttpConfig
     origin: URL
     secrets: list[str]
-    pins: dict[str, list[str]] = field(default_factory=dict)
     hops: list[_Hop] = field(default_factory=list)
     redirects: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
@@ -278,9 +161,20 @@ class _Run:
         return out
 
     async def send(
-        self, session: aiohttp.ClientSession, method: str, url: URL, **kwargs: Any
-    ) -> tuple[aiohttp.ClientResponse, _Hop]:
-        """Check the URL's host with the egress policy, pin it, and send one request."""
+        self,
+        method: str,
+        url: URL,
+        headers: Mapping[str, str],
+        *,
+        form: Mapping[str, str] | None = None,
+        keep_body: bool = False,
+        redirects: frozenset[int] = frozenset(),
+    ) -> tuple[Response, _Hop]:
+        """Check the URL's host with the egress policy and send one request to a checked address.
+
+        ``redirects``: the statuses followed; such an answer with a ``Location`` is
+        taken at its headers (its body is never read).
+        """
         host, port = url.raw_host or "", url.port or (443 if url.scheme == "https" else 80)
         self.where = f"{url.host}:{port}"
         hop = _Hop(url, resolve_start=time.perf_counter())
@@ -288,16 +182,40 @@ class _Run:
         destinations = await self.ctx.network.resolve(host, port)
         hop.resolve_end = time.perf_counter()
         literal = parse_ip_literal(host)
-        if literal is not None:  # aiohttp refuses legacy spellings: send the checked form
+        if literal is not None:  # a legacy spelling is sent (Host, SNI) in its checked form
             url = url.with_host(str(literal))
-        else:
-            self.pins[host_key(host)] = [d.address for d in destinations]
-        ssl_arg: ssl.SSLContext | bool = True
+        tls = None
         if url.scheme == "https":
-            ssl_arg = self.ctx.network.tls(self.config.tls_verify, self.config.ca_pem, ALPN)
-        response = await session.request(method, url, allow_redirects=False, ssl=ssl_arg, **kwargs)
-        hop.first_byte = time.perf_counter()
+            tls = self.ctx.network.tls(self.config.tls_verify, self.config.ca_pem, ALPN)
+        request = Request(
+            _request_bytes(method, url, headers, form),
+            head=method == "HEAD",
+            body_limit=MAX_BODY_BYTES,
+            keep_body=keep_body,
+            redirects=redirects,
+        )
+        response = await fetch(
+            destinations, request, hop, where=self.where, tls=tls, server_hostname=url.raw_host
+        )
         return response, hop
+
+
+def _request_bytes(
+    method: str, url: URL, headers: Mapping[str, str], form: Mapping[str, str] | None
+) -> bytes:
+    """The request as sent: line, ``Host``, the headers, a form body if any, ``Connection: close``."""
+    lines = [f"{method} {url.raw_path_qs} HTTP/1.1", f"Host: {url.host_port_subcomponent}"]
+    for name, value in headers.items():
+        # Config values are validated; a value from a server (an access token) is checked here.
+        if _LINE_BREAK.search(value):
+            raise ProbeError(ErrorKind.PROTOCOL, f"the {name} header to send holds a line break")
+        lines.append(f"{name}: {value}")
+    body = b""
+    if form is not None:
+        body = urlencode(form).encode()
+        lines += ["Content-Type: application/x-www-form-urlencoded", f"Content-Length: {len(body)}"]
+    lines.append("Connection: close")
+    return ("\r\n".join(lines) + "\r\n\r\n").encode() + body
 
 
 def _target(endpoint: str | None, config: HttpConfig) -> URL:
@@ -356,22 +274,21 @@ def _same_origin(a: URL, b: URL) -> bool:
     return upgrade or (a.scheme, a.port) == (b.scheme, b.port)
 
 
-async def _fetch_token(run: _Run, session: aiohttp.ClientSession, auth: OAuth2ClientCredentials) -> str:
+async def _fetch_token(run: _Run, auth: OAuth2ClientCredentials) -> str:
     """A fresh access token from the token endpoint (itself checked by the egress policy)."""
     from yarl import URL
 
     form = {"grant_type": "client_credentials"}
     form |= {k: v for k, v in (("scope", auth.scope), ("audience", auth.audience)) if v}
-    headers = {"Accept": "application/json"}
+    headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     secret = auth.client_secret.get_secret_value()
     if auth.client_auth == "basic":  # RFC 6749 2.3.1: form-encode both before Basic
         headers["Authorization"] = _basic(quote(auth.client_id, safe=""), quote(secret, safe=""))
     else:
         form |= {"client_id": auth.client_id, "client_secret": secret}
     started = time.perf_counter()
-    response, _ = await run.send(session, "POST", URL(auth.token_url), data=form, headers=headers)
-    async with response:
-        body = await read_at_most(response, MAX_BODY_BYTES)
+    response, _ = await run.send("POST", URL(auth.token_url), headers, form=form, keep_body=True)
+    body = response.body
     run.phases["auth_ms"] = ms_between(started, time.perf_counter())
     run.hops.pop()  # the token request is timed as auth_ms, not as the endpoint's phases
     try:
@@ -405,7 +322,7 @@ def _status_failure(run: _Run, status: int, reason: str, details: dict[str, Any]
     return ProbeError(ErrorKind.UNEXPECTED_STATUS, run.scrub(text), details)
 
 
-async def _exchange(run: _Run, session: aiohttp.ClientSession) -> dict[str, Any]:
+async def _exchange(run: _Run) -> dict[str, Any]:
     """Request the endpoint, following redirects; the details of the final answer."""
     from multidict import CIMultiDict
 
@@ -416,7 +333,7 @@ async def _exchange(run: _Run, session: aiohttp.ClientSession) -> dict[str, Any]
     credentials = {k: v.get_secret_value() for k, v in config.secret_headers.items()}
     credentials |= _auth_headers(config, run.origin.user, run.origin.password)
     if isinstance(config.auth, OAuth2ClientCredentials):
-        credentials["Authorization"] = f"Bearer {await _fetch_token(run, session, config.auth)}"
+        credentials["Authorization"] = f"Bearer {await _fetch_token(run, config.auth)}"
     for _ in range(MAX_REDIRECTS + 1):
         trusted = _same_origin(run.origin, url)
         headers = CIMultiDict(plain)
@@ -424,13 +341,12 @@ async def _exchange(run: _Run, session: aiohttp.ClientSession) -> dict[str, Any]
         target = url
         if trusted and isinstance(config.auth, ApiKeyAuth) and config.auth.location == "query":
             target = url.update_query({config.auth.name: config.auth.value.get_secret_value()})
-        response, hop = await run.send(session, method, target, headers=headers)
-        async with response:
-            location = response.headers.get("Location")
-            if not (config.follow_redirects and response.status in REDIRECT_STATUSES and location):
-                body = b"" if method == "HEAD" else await read_at_most(response, MAX_BODY_BYTES)
-                return _answer(run, response, hop, len(body))
-            run.redirects.append({"url": run.shown(url), "status": response.status})
+        followed = REDIRECT_STATUSES if config.follow_redirects else frozenset()
+        response, hop = await run.send(method, target, headers, redirects=followed)
+        location = response.headers.get("location")
+        if not (response.status in followed and location):
+            return _answer(run, response, hop)
+        run.redirects.append({"url": run.shown(url), "status": response.status})
         url = _next_url(url, location)
         if response.status == 303 and method != "HEAD":
             method = "GET"
@@ -449,23 +365,23 @@ def _next_url(current: URL, location: str) -> URL:
     return nxt.with_user(None).with_fragment(None)
 
 
-def _answer(run: _Run, response: aiohttp.ClientResponse, hop: _Hop, body_bytes: int) -> dict[str, Any]:
+def _answer(run: _Run, response: Response, hop: _Hop) -> dict[str, Any]:
     details = run.details()
     details |= {
         "url": run.shown(hop.url),
         "status_code": response.status,
-        "http_version": f"HTTP/{version.major}.{version.minor}" if (version := response.version) else None,
-        "server": run.scrub(response.headers.get("Server", ""))[:200] or None,
-        "content_type": response.headers.get("Content-Type"),
+        "http_version": f"HTTP/{response.version}",
+        "server": run.scrub(response.headers.get("server", ""))[:200] or None,
+        "content_type": response.headers.get("content-type"),
         "address": hop.peer,
-        "body_bytes_read": body_bytes,
+        "body_bytes_read": response.body_bytes,
     }
     if hop.url.scheme == "https":
         details.update(certificate_details(hop.ssl_object))
     expected = run.config.expected_status
     ok = response.status in expected if expected else 200 <= response.status < 400
     if not ok:
-        raise _status_failure(run, response.status, run.scrub(response.reason or "")[:80], details)
+        raise _status_failure(run, response.status, run.scrub(response.reason)[:80], details)
     return details
 
 
@@ -490,10 +406,11 @@ class HttpType(ConnectorType):
         run = _Run(ctx, config, origin, _secret_values(config, origin))
         # End just before the facade's own wait_for, so the message names the step.
         budget = max(ctx.timeout - 0.05, ctx.timeout * 0.9)
-        token = _CURRENT.set(run)
         try:
-            async with asyncio.timeout(budget), _session() as session:
-                return ProbeOutcome(details=run.clean(await _exchange(run, session)))
+            async with asyncio.timeout(budget):
+                return ProbeOutcome(details=run.clean(await _exchange(run)))
+        except TransportError as exc:
+            raise ProbeError(exc.kind, run.scrub(exc.message), run.clean(run.details())) from None
         except ProbeError as exc:
             details = run.clean({**run.details(), **exc.details})
             raise ProbeError(exc.kind, run.scrub(exc.message), details) from None
@@ -507,5 +424,3 @@ class HttpType(ConnectorType):
                 raise
             text = run.scrub(error_text(exc, kind, run.where or "the endpoint", quote_server=True))
             raise ProbeError(kind, text, run.details()) from None
-        finally:
-            _CURRENT.reset(token)

@@ -20,7 +20,7 @@ import logging
 import re
 import ssl
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar, Literal
 from urllib.parse import urlsplit
@@ -28,6 +28,7 @@ from urllib.parse import urlsplit
 from pydantic import Field, SecretStr, field_validator, model_validator
 
 from connectord.model import Capability, ErrorKind
+from connectord.network import Network
 from connectord.network.egress import EgressPolicy, parse_ip_literal
 from connectord.network.tls import CaPem, tls_context, tls_error
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
@@ -520,6 +521,22 @@ async def _refused_other_origin() -> Any:
 async def _run(
     ctx: ProbeContext, config: McpConfig, url: str, transport: Any, phases: dict[str, float]
 ) -> tuple[dict[str, Any], list[Any]]:
+    start = time.perf_counter()
+    async with contextlib.AsyncExitStack() as stack:
+        session = await _enter_client(stack, config, url, transport, ctx.timeout, "connectord-probe")
+        phases["connect_ms"] = _ms(start)
+        return await _session(session, phases)
+
+
+async def _enter_client(
+    stack: contextlib.AsyncExitStack,
+    config: McpConfig,
+    url: str,
+    transport: Any,
+    bound: float,
+    client_name: str,
+) -> Any:
+    """An SDK ``Client`` on ``transport``, its session open, closed with ``stack``."""
     import httpx2
     from mcp import Client
     from mcp.client.sse import sse_client
@@ -535,26 +552,58 @@ async def _run(
         return httpx2.AsyncClient(
             transport=transport,
             headers=config.request_headers(),
-            timeout=httpx2.Timeout(ctx.timeout),
+            timeout=httpx2.Timeout(bound),
             trust_env=False,
             follow_redirects=False,
         )
 
-    start = time.perf_counter()
-    async with contextlib.AsyncExitStack() as stack:
-        if config.transport == "sse":
-            connection: Any = sse_client(
-                url, timeout=ctx.timeout, sse_read_timeout=ctx.timeout, httpx_client_factory=http_client
-            )
-        else:
-            client = await stack.enter_async_context(http_client())
-            connection = streamable_http_client(url, http_client=client)
-        session = Client(
-            connection,
-            mode="auto",
-            cache=None,
-            client_info=Implementation(name="connectord-probe", version="1"),
+    if config.transport == "sse":
+        connection: Any = sse_client(
+            url, timeout=bound, sse_read_timeout=bound, httpx_client_factory=http_client
         )
-        await stack.enter_async_context(session)
-        phases["connect_ms"] = _ms(start)
-        return await _session(session, phases)
+    else:
+        client = await stack.enter_async_context(http_client())
+        connection = streamable_http_client(url, http_client=client)
+    session = Client(
+        connection,
+        mode="auto",
+        cache=None,
+        client_info=Implementation(name=client_name, version="1"),
+    )
+    await stack.enter_async_context(session)
+    return session
+
+
+@contextlib.asynccontextmanager
+async def open_client(
+    network: Network, endpoint: str | None, config: McpConfig, bound: float, client_name: str
+) -> AsyncIterator[Any]:
+    """An SDK ``Client`` session on a connector's server, as the probe opens it: the host
+    resolved and checked by the egress policy, every request sent to the checked address
+    (:class:`PinnedTransport`), the config's headers and TLS settings, no redirects.
+
+    Every failure inside the block (opening the session, or a request made on it) is
+    raised as a :class:`ProbeError` whose message is scrubbed of the config's secrets.
+    ``bound`` (seconds) bounds the resolution and each HTTP exchange; callers bound the whole.
+    """
+    url, host, port = _parse_url(endpoint)
+    try:
+        async with asyncio.timeout(bound):
+            destinations = await network.resolve(host, port)
+    except TimeoutError as exc:
+        raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {bound:g} s (resolving)") from exc
+    transport = _pinned_transport_class()(
+        network.egress,
+        {(host, port): destinations[0].address},
+        network.tls(config.tls_verify, config.ca_pem, _ALPN),
+    )
+    try:
+        async with contextlib.AsyncExitStack() as stack, _refused_other_origin():
+            yield await _enter_client(stack, config, url, transport, bound, client_name)
+    except TimeoutError as exc:
+        error = ProbeError(ErrorKind.TIMEOUT, f"no answer within {bound:g} s")
+        raise _scrub(error, config.secret_values()) from exc
+    except Exception as exc:
+        raise _scrub(map_mcp_error(exc, transport.traffic), config.secret_values()) from exc
+    finally:
+        await transport.aclose()

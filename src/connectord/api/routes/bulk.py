@@ -37,6 +37,7 @@ async def start_bulk_test(who: Tester, body: Annotated[BulkTestCreate | None, Bo
             body.status.value if body.status is not None else None,
             concurrency=body.concurrency,
             actor=who.actor,
+            reach=who.reach,
         )
     return json_response(bulk.to_dict(), 202, {"Location": f"/api/v1/bulk-tests/{bulk.id}"})
 
@@ -51,7 +52,7 @@ async def start_bulk_test(who: Tester, body: Annotated[BulkTestCreate | None, Bo
 async def get_bulk_test(bulk_id: PathId, who: Reader) -> Response:
     """Progress (`total`, `done`, `ok`, `failed`) and, once over, the summary: failures by
     error kind, the slowest tests, the first failures."""
-    bulk = await who.facade.bulk_test(bulk_id, who.tenant_id)
+    bulk = await who.facade.bulk_test(bulk_id, who.tenant_id, reach=who.reach)
     if bulk is None:
         raise NotFoundError("no bulk test with this id in your tenant")
     return json_response(bulk.to_dict())

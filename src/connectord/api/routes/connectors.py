@@ -1,4 +1,7 @@
-"""``/connectors``: list, register, get, update, delete, test, history."""
+"""``/connectors``: list, register, get, update, delete, test, history.
+
+Every route over stored connectors passes the key's reach on (``docs/use.md``): a
+narrowed key lists only the connectors it covers, and any other id answers 404."""
 
 from __future__ import annotations
 
@@ -44,7 +47,9 @@ async def list_connectors(
     offset: Annotated[int, Query(ge=0, le=10_000_000, description="Seed-compatible offset paging.")] = 0,
 ) -> Response:
     """The tenant's connectors in creation order, keyset-paginated (follow `next_cursor`)."""
-    page = await who.facade.list_connectors_page(who.tenant_id, connector_type, status, limit, cursor, offset)
+    page = await who.facade.list_connectors_page(
+        who.tenant_id, connector_type, status, limit, cursor, offset, reach=who.reach
+    )
     return page_response(page)
 
 
@@ -110,7 +115,7 @@ async def test_definition(body: ConnectorCreate, who: Tester) -> Response:
 )
 async def get_connector(connector_id: PathId, who: Reader) -> Response:
     """A connector and its `ETag`."""
-    info = await who.facade.get_connector(connector_id, who.tenant_id)
+    info = await who.facade.get_connector(connector_id, who.tenant_id, reach=who.reach)
     if info is None:
         raise NotFoundError(_MISSING)
     return connector_response(info)
@@ -142,6 +147,7 @@ async def update_connector(
         # Given as null, they go back to the server's default; left out, they stay.
         check_interval=body.check_interval if "check_interval" in given else UNSET,
         failure_threshold=body.failure_threshold if "failure_threshold" in given else UNSET,
+        reach=who.reach,
     )
     if info is None:
         raise NotFoundError(_MISSING)
@@ -158,7 +164,11 @@ async def update_connector(
 async def delete_connector(connector_id: PathId, who: Writer, if_match: IfMatch = None) -> Response:
     """Delete a connector with its secrets and test history."""
     deleted = await who.facade.delete_connector(
-        connector_id, who.tenant_id, expected_version=parse_if_match(if_match), actor=who.actor
+        connector_id,
+        who.tenant_id,
+        expected_version=parse_if_match(if_match),
+        actor=who.actor,
+        reach=who.reach,
     )
     if not deleted:
         raise NotFoundError(_MISSING)
@@ -175,7 +185,9 @@ async def delete_connector(connector_id: PathId, who: Writer, if_match: IfMatch 
 async def test_connector(connector_id: PathId, who: Tester) -> Response:
     """Really connect. A failed connection is `success: false` with `details.error_kind`."""
     async with who.limiter.slot(who.tenant_id):
-        result = await who.facade.test_connector(connector_id, who.tenant_id, actor=who.actor)
+        result = await who.facade.test_connector(
+            connector_id, who.tenant_id, actor=who.actor, reach=who.reach
+        )
     return json_response(result.to_dict())
 
 
@@ -188,4 +200,6 @@ async def test_connector(connector_id: PathId, who: Tester) -> Response:
 )
 async def history(connector_id: PathId, who: Reader, limit: Limit = 50, cursor: Cursor = None) -> Response:
     """Past test results of a connector, newest first."""
-    return page_response(await who.facade.history(connector_id, who.tenant_id, limit, cursor))
+    return page_response(
+        await who.facade.history(connector_id, who.tenant_id, limit, cursor, reach=who.reach)
+    )

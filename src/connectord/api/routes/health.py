@@ -24,5 +24,5 @@ async def connector_health(connector_id: PathId, who: Reader) -> Response:
     """Uptime over 1 h, 24 h and 7 d, latency p50/p95 over 24 h, checks counted, the last
     error, the current status and since when it holds, consecutive failures: computed now
     from the connector's kept test history."""
-    summary = await who.facade.health(connector_id, who.tenant_id)
+    summary = await who.facade.health(connector_id, who.tenant_id, reach=who.reach)
     return json_response(summary.to_dict())

@@ -47,8 +47,9 @@ async def audit(
     cursor: Cursor = None,
     connector_id: Annotated[str | None, Query(max_length=64, pattern=NO_NUL)] = None,
 ) -> Response:
-    """The tenant's audit events, newest first."""
-    return page_response(await who.facade.audit(who.tenant_id, limit, cursor, connector_id))
+    """The tenant's audit events, newest first. A key narrowed to some connectors must
+    give `connector_id` (one it covers): 403 otherwise."""
+    return page_response(await who.facade.audit(who.tenant_id, limit, cursor, connector_id, reach=who.reach))
 
 
 @router.get(

@@ -19,12 +19,12 @@ from fastapi import APIRouter, Header, Query
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.responses import Response, StreamingResponse
 
-from connectord.api.deps import Cursor, PathId, Reader, Writer
+from connectord.api.deps import Cursor, PathId, Reader, TenantWriter
 from connectord.api.docs import problems
 from connectord.api.responses import json_response, page_response, parse_if_match
 from connectord.errors import FieldError, NotFoundError, ValidationError
 from connectord.facade import ConnectorsFacade
-from connectord.model import DeliveryStatus, Event, EventType, WebhookInfo
+from connectord.model import DeliveryStatus, Event, EventType, Reach, WebhookInfo
 
 router = APIRouter(tags=["webhooks"])
 logger = logging.getLogger("connectord.api")
@@ -137,7 +137,7 @@ def _events(values: list[EventType] | None) -> list[str] | None:
     responses=problems(413),
     summary="Create a webhook",
 )
-async def create_webhook(body: WebhookCreate, who: Writer) -> Response:
+async def create_webhook(body: WebhookCreate, who: TenantWriter) -> Response:
     """Register a receiver for the tenant's events. The answer carries the signing secret,
     shown this once (the server keeps it encrypted and never returns it again)."""
     info, secret = await who.facade.create_webhook(
@@ -154,7 +154,7 @@ async def create_webhook(body: WebhookCreate, who: Writer) -> Response:
     responses=problems(),
     summary="List webhooks",
 )
-async def list_webhooks(who: Writer, limit: Limit = 100, cursor: Cursor = None) -> Response:
+async def list_webhooks(who: TenantWriter, limit: Limit = 100, cursor: Cursor = None) -> Response:
     """The tenant's webhooks in creation order (follow `next_cursor`)."""
     return page_response(await who.facade.list_webhooks(who.tenant_id, limit, cursor))
 
@@ -166,7 +166,7 @@ async def list_webhooks(who: Writer, limit: Limit = 100, cursor: Cursor = None) 
     responses=problems(404),
     summary="Get a webhook",
 )
-async def get_webhook(webhook_id: PathId, who: Writer) -> Response:
+async def get_webhook(webhook_id: PathId, who: TenantWriter) -> Response:
     """A webhook and its `ETag` (never its secret)."""
     info = await who.facade.get_webhook(webhook_id, who.tenant_id)
     if info is None:
@@ -182,7 +182,7 @@ async def get_webhook(webhook_id: PathId, who: Writer) -> Response:
     summary="Update a webhook",
 )
 async def update_webhook(
-    webhook_id: PathId, body: WebhookUpdate, who: Writer, if_match: IfMatch = None
+    webhook_id: PathId, body: WebhookUpdate, who: TenantWriter, if_match: IfMatch = None
 ) -> Response:
     """Change the fields given (`enabled: false` pauses deliveries; they resume when enabled)."""
     info = await who.facade.update_webhook(
@@ -207,7 +207,7 @@ async def update_webhook(
     responses=problems(404),
     summary="Delete a webhook",
 )
-async def delete_webhook(webhook_id: PathId, who: Writer) -> Response:
+async def delete_webhook(webhook_id: PathId, who: TenantWriter) -> Response:
     """Delete a webhook and its delivery log; deliveries not yet sent are dropped."""
     if not await who.facade.delete_webhook(webhook_id, who.tenant_id, actor=who.actor):
         raise NotFoundError(_MISSING)
@@ -221,7 +221,9 @@ async def delete_webhook(webhook_id: PathId, who: Writer) -> Response:
     responses=problems(404),
     summary="A webhook's deliveries",
 )
-async def deliveries(webhook_id: PathId, who: Writer, limit: Limit = 50, cursor: Cursor = None) -> Response:
+async def deliveries(
+    webhook_id: PathId, who: TenantWriter, limit: Limit = 50, cursor: Cursor = None
+) -> Response:
     """Each event sent (or to send) to this webhook, newest first: status, attempts, the last
     answer's HTTP status and error."""
     return page_response(await who.facade.webhook_deliveries(webhook_id, who.tenant_id, limit, cursor))
@@ -240,15 +242,17 @@ def _frame(event: Event) -> bytes:
     )
 
 
-async def _stream(facade: ConnectorsFacade, tenant_id: str, after: int) -> AsyncIterator[bytes]:
+async def _stream(facade: ConnectorsFacade, tenant_id: str, after: int, reach: Reach) -> AsyncIterator[bytes]:
     # The reconnection delay a client should use, and a first write that sends the headers.
     yield b"retry: 2000\n\n"
     silent = 0.0
     try:
         while True:
             batch = await facade.events_after(tenant_id, after, _STREAM_BATCH)
-            for event in batch:
-                after = event.seq or after
+            if batch:
+                after = batch[-1].seq or after
+            # A narrowed key sees its connectors' events only (docs/use.md).
+            for event in await facade.covered_events(tenant_id, batch, reach):
                 yield _frame(event)
             if batch:
                 silent = 0.0
@@ -306,5 +310,5 @@ async def stream_events(
         start = await who.facade.last_event_seq(who.tenant_id)
     headers: dict[str, Any] = {"Cache-Control": "no-store", "X-Accel-Buffering": "no"}
     return StreamingResponse(
-        _stream(who.facade, who.tenant_id, start), media_type="text/event-stream", headers=headers
+        _stream(who.facade, who.tenant_id, start, who.reach), media_type="text/event-stream", headers=headers
     )

@@ -1,0 +1,10 @@
+"""Using connectors, not only testing them (``docs/use.md``).
+
+- :mod:`.proxy`: the credential-injecting HTTP proxy behind
+  ``/api/v1/connectors/{id}/proxy/{path}`` (above the facade: it asks the facade
+  for the connector, then forwards through the egress policy).
+- :mod:`.oauth`: the OAuth 2.0 token broker (below the facade: it keeps access
+  tokens encrypted in the store and refreshes them once across replicas).
+
+The package imports neither on purpose: they sit in different layers.
+"""
