@@ -30,4 +30,9 @@ if ! up 4222; then
     -a 127.0.0.1 -p 4222 -js -sd /var/lib/nats-server -l /var/log/nats-server.log
   wait_port 4222 || true
 fi
+# docs/operations.md's key recipe reads the CLI's JSON with jq (its test runs the recipe).
+if ! command -v jq >/dev/null; then
+  sudo=""; [ "$(id -u)" = 0 ] || sudo="sudo"
+  $sudo apt-get install -y -q jq || { $sudo apt-get update -q && $sudo apt-get install -y -q jq; }
+fi
 exit 0

@@ -7,51 +7,21 @@ A renamed or missing heading fails these tests (it would otherwise leave a quick
 
 from __future__ import annotations
 
-import contextlib
 import json
-import os
 import re
-import signal
 import subprocess
 import sys
 from pathlib import Path
 
-from tests.cli_server import SCRIPT, free_port
+from tests.cli_server import free_port
+from tests.doc_blocks import ROOT, blocks, run_script
 
-README = Path(__file__).resolve().parents[1] / "README.md"
+README = ROOT / "README.md"
 QUICKSTARTS = ("Library quickstart", "CLI quickstart", "SDK quickstart", "REST quickstart")
 
 
 def _blocks(title: str, lang: str) -> list[str]:
-    """The ``lang`` code blocks under ``## {title}``; fails if the heading or the blocks are gone."""
-    text = README.read_text()
-    assert f"\n## {title}\n" in text, f"README.md has no '## {title}' heading: renamed? update this test"
-    section = text.split(f"\n## {title}\n", 1)[1].split("\n## ", 1)[0]
-    blocks = re.findall(rf"```{lang}\n(.*?)```", section, re.S)
-    assert blocks, f"no {lang} block under '## {title}'"
-    return blocks
-
-
-def _run_script(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
-    """Run a shell script as a reader would (PATH with the installed script; no CONNECTORD_* set),
-    in its own process group, which is stopped afterwards whatever happened."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith("CONNECTORD_")}
-    env["PATH"] = f"{SCRIPT.parent}{os.pathsep}{env.get('PATH', '')}"
-    proc = subprocess.Popen(
-        ["bash", "-euo", "pipefail", "-c", script],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
-    try:
-        out, err = proc.communicate(timeout=240)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGTERM)
-    return subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
+    return blocks(README, title, lang)
 
 
 def test_every_quickstart_heading_is_there() -> None:
@@ -74,7 +44,7 @@ def test_library_quickstart_runs_as_written(tmp_path: Path) -> None:
 
 def test_readme_cli_quickstart_runs_as_written(tmp_path: Path) -> None:
     script = "\n".join(_blocks("CLI quickstart", "sh")).replace("8000", str(free_port()))
-    done = _run_script(script, tmp_path)
+    done = run_script(script, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "✓ web  ok in" in done.stdout
     assert "1 ok, 1 failed" in done.stdout
@@ -89,7 +59,7 @@ def test_readme_sdk_quickstart_runs_as_written(tmp_path: Path) -> None:
     assert len(shell) == 2
     assert len(python) == 1
     script = f"{shell[0]}python3 - <<'QUICKSTART'\n{python[0]}QUICKSTART\n{shell[1]}"
-    done = _run_script(script.replace("8080", str(free_port())), tmp_path)
+    done = run_script(script.replace("8080", str(free_port())), tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
     lines = done.stdout.splitlines()
     assert lines[0].startswith("True ")
@@ -100,7 +70,7 @@ def test_readme_sdk_quickstart_runs_as_written(tmp_path: Path) -> None:
 
 def test_readme_rest_quickstart_runs_as_written(tmp_path: Path) -> None:
     script = "\n".join(_blocks("REST quickstart", "sh"))
-    done = _run_script(script.replace("8080", str(free_port())), tmp_path)
+    done = run_script(script.replace("8080", str(free_port())), tmp_path)
     log = (tmp_path / "serve.log").read_text() if (tmp_path / "serve.log").exists() else ""
     assert done.returncode == 0, done.stdout + done.stderr + log
     printed = [json.loads(line) for line in done.stdout.splitlines()]
@@ -123,6 +93,6 @@ def test_readme_receiving_webhooks_runs_as_written(tmp_path: Path) -> None:
     assert len(python) == 1
     script = f"{shell[0]}python3 - <<'RECEIVER'\n{python[0]}RECEIVER\n{shell[1]}"
     script = script.replace("8080", str(free_port())).replace("8090", str(free_port()))
-    done = _run_script(script, tmp_path)
+    done = run_script(script, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
     assert done.stdout.splitlines() == ["connector.created orders"]

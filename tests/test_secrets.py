@@ -446,7 +446,8 @@ def test_secret_tree_helpers() -> None:
 
 
 async def _fill(facade: ConnectorsFacade, vault_type: type[VaultType]) -> dict[str, tuple[str, str]]:
-    """Two tenants with secrets (and one connector without); ``{connector id: (tenant, password)}``."""
+    """Two tenants with secrets (and one connector without), and a library tenant id with no
+    tenant record (its secrets are rotated too); ``{connector id: (tenant, password)}``."""
     facade.registry.register(vault_type())
     admin = Admin(facade)
     made: dict[str, tuple[str, str]] = {}
@@ -457,6 +458,9 @@ async def _fill(facade: ConnectorsFacade, vault_type: type[VaultType]) -> dict[s
             info = await facade.register_connector(tenant.id, f"c{i}", "vault", config={"password": password})
             made[info.id] = (tenant.id, password)
         await facade.register_connector(tenant.id, "plain", "vault")
+    library = f"library-{secrets.token_hex(3)}"
+    info = await facade.register_connector(library, "c0", "vault", config={"password": f"pw-lib-{library}"})
+    made[info.id] = (library, f"pw-lib-{library}")
     return made
 
 
@@ -483,7 +487,7 @@ async def test_rotation_with_the_key_file(tmp_path: Path, vault_type: type[Vault
         assert await facade.store.secret_key_usage() == {report.primary_key_id: len(made)}
         await _assert_readable(facade, made)
         events = [e for t in {t for t, _ in made.values()} for e in (await facade.audit(t)).items]
-        assert sorted(e.details["reencrypted"] for e in events if e.action == "secrets.rotate") == [3, 3]
+        assert sorted(e.details["reencrypted"] for e in events if e.action == "secrets.rotate") == [1, 3, 3]
 
         again = await Admin(facade).rotate_secrets()
         assert (again.reencrypted, again.unused_key_ids, again.dropped_key_ids) == (0, [], [])

@@ -174,28 +174,30 @@ class Admin:
             facade.keyring = facade.keyring.with_new_key()
         ring = facade.keyring
         report = RotationReport(ring.primary_id)
-        for tenant in await store.list_tenants():
+        # Every tenant id holding a secret, not only those with a record: the library's
+        # tenants have none, and their secrets would be lost when the old key is dropped.
+        for tenant_id in await store.sealed_tenant_ids():
             rotated = 0
-            for connector_id, sealed in await store.list_secrets(tenant.id):
+            for connector_id, sealed in await store.list_secrets(tenant_id):
                 if sealed.key_id == ring.primary_id:
                     continue
-                tree = ring.open_tree(sealed, tenant.id, connector_id)
-                resealed = ring.seal_tree(tree, tenant.id, connector_id)
+                tree = ring.open_tree(sealed, tenant_id, connector_id)
+                resealed = ring.seal_tree(tree, tenant_id, connector_id)
                 # A concurrent update wrote a fresh secret under the primary already: fine.
-                if await store.replace_secret(tenant.id, connector_id, sealed, resealed):
+                if await store.replace_secret(tenant_id, connector_id, sealed, resealed):
                     rotated += 1
             # Webhooks' signing secrets are sealed by the same ring (connectord.notify.webhooks).
-            for webhook_id, sealed in await store.list_webhook_secrets(tenant.id):
+            for webhook_id, sealed in await store.list_webhook_secrets(tenant_id):
                 if sealed.key_id == ring.primary_id:
                     continue
-                signing = open_secret(ring, sealed, tenant.id, webhook_id)
-                resealed = seal_secret(ring, signing, tenant.id, webhook_id)
-                if await store.replace_webhook_secret(tenant.id, webhook_id, sealed, resealed):
+                signing = open_secret(ring, sealed, tenant_id, webhook_id)
+                resealed = seal_secret(ring, signing, tenant_id, webhook_id)
+                if await store.replace_webhook_secret(tenant_id, webhook_id, sealed, resealed):
                     rotated += 1
             if rotated:
                 await store.append_audit(
                     self._audit(
-                        tenant.id,
+                        tenant_id,
                         actor,
                         "secrets.rotate",
                         {"reencrypted": rotated, "key_id": ring.primary_id},

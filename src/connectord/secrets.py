@@ -169,6 +169,15 @@ def generate_key() -> bytes:
     return _stdlib_secrets.token_bytes(KEY_BYTES)
 
 
+def new_ring_entry(label: str | None = None) -> str:
+    """A fresh key as an item of ``CONNECTORD_SECRET_KEY`` (``[label:]base64``), for an
+    operator to append to the ring; nothing is stored."""
+    if label is not None and not re.fullmatch(r"[A-Za-z0-9._-]{1,32}", label):
+        raise ValueError("a label is 1-32 letters, digits, '.', '_' or '-'")
+    encoded = base64.b64encode(generate_key()).decode()
+    return f"{label}:{encoded}" if label else encoded
+
+
 def _write_key_file(path: Path, keys: list[bytes]) -> None:
     tmp = path.with_suffix(".tmp")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)

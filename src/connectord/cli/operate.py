@@ -18,6 +18,7 @@ from connectord.cli.common import TenantOpt, backend, find_connector
 from connectord.cli.render import Output, OutputOpt
 from connectord.declarative import is_secret, secret_patterns
 from connectord.errors import ConfigurationError, NotFoundError
+from connectord.secrets import new_ring_entry
 from connectord.settings import Settings
 
 
@@ -217,6 +218,24 @@ def keys_revoke(
         stderr().print(f"Revoked key {key_id}.")
 
     run(ctx, work)
+
+
+@secrets_app.command("new-key")
+def secrets_new_key(
+    label: Annotated[
+        str | None, typer.Option("--label", help="A label for people (e.g. 2026-12); key ids do not use it.")
+    ] = None,
+) -> None:
+    """Print a fresh 256-bit key for CONNECTORD_SECRET_KEY (nothing is stored).
+
+    Append it to the ring, newest last (CONNECTORD_SECRET_KEY=OLD,NEW), then run
+    secrets rotate: docs/secrets.md, "Rotation".
+    """
+    try:
+        entry = new_ring_entry(label)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="--label") from None
+    stdout().print(entry, markup=False, highlight=False, soft_wrap=True)
 
 
 @secrets_app.command("rotate")

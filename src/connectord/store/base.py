@@ -358,6 +358,11 @@ class Store(abc.ABC):
         """Every sealed secret of a tenant, by connector id."""
 
     @abc.abstractmethod
+    async def sealed_tenant_ids(self) -> list[str]:
+        """Every tenant id that holds a sealed secret (a connector's or a webhook's), with a
+        tenant record or not (the library's tenant ids have none): what a rotation walks."""
+
+    @abc.abstractmethod
     async def replace_secret(
         self, tenant_id: str, connector_id: str, old: Ciphertext, new: Ciphertext
     ) -> bool:

@@ -892,6 +892,16 @@ class SqlStore(OAuthTokenStore, Store):
         rows = await self.backend.read(lambda ex: ex.all(q, {"tenant_id": tenant_id}))
         return [(r["connector_id"], Ciphertext(r["key_id"], bytes(r["ciphertext"]))) for r in rows]
 
+    async def sealed_tenant_ids(self) -> list[str]:
+        q = self._q(
+            "secret.tenants",
+            lambda: sa.union(
+                sa.select(connector_secrets.c.tenant_id), sa.select(webhooks.c.tenant_id)
+            ).order_by("tenant_id"),
+        )
+        rows = await self.backend.read(lambda ex: ex.all(q, {}))
+        return [r["tenant_id"] for r in rows]
+
     async def replace_secret(
         self, tenant_id: str, connector_id: str, old: Ciphertext, new: Ciphertext
     ) -> bool:
