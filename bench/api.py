@@ -71,6 +71,7 @@ GET_BY_ID = "GET /api/v1/connectors/{id}"
 LIST_100 = "GET /api/v1/connectors?limit=100"
 POST = "POST /api/v1/connectors"
 HEALTHZ = "GET /healthz"
+GET_UNCACHED = "GET /api/v1/connectors/{id}, key cache off"
 
 
 def free_port() -> int:
@@ -201,7 +202,12 @@ def profiled(
 
 
 def connectord_runs(
-    data_dir: Path, key: str, some_id: str, args: argparse.Namespace
+    data_dir: Path,
+    key: str,
+    some_id: str,
+    args: argparse.Namespace,
+    extra_env: dict[str, str] | None = None,
+    only: tuple[str, ...] | None = None,
 ) -> dict[str, dict[str, float]]:
     port = free_port()
     env = {
@@ -212,6 +218,7 @@ def connectord_runs(
         # The scheduler has nothing due (no connector was ever tested), but keep it from
         # waking during the runs at all.
         "CONNECTORD_SCHEDULER": "off",
+        **(extra_env or {}),
     }
     log = open(data_dir / "server.log", "w")  # noqa: SIM115 - closed below
     server = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=log, stderr=subprocess.STDOUT)
@@ -224,6 +231,8 @@ def connectord_runs(
         (LIST_100, base + "/api/v1/connectors?limit=100", None),
         (POST, base + "/api/v1/connectors", script),
     ]
+    if only is not None:
+        plan = [p for p in plan if p[0] in only]
     runs: dict[str, dict[str, float]] = {}
     try:
         wait_ready(base)
@@ -256,6 +265,12 @@ def report(runs: dict[str, dict[str, float]], args: argparse.Namespace) -> dict[
             post >= 1500 or bare < 7500,
         ),
         ("list page of 100 / GET by id", page / get["rps"], ">= 0.50", page / get["rps"] >= 0.5),
+        (
+            "GET by id, key cache on / off (kept if > 1)",
+            get["rps"] / runs[GET_UNCACHED]["rps"],
+            "> 1.00",
+            get["rps"] > runs[GET_UNCACHED]["rps"],
+        ),
     ]
     return {"ceiling": bare_name, "runs": runs, "checks": checks}
 
@@ -280,12 +295,19 @@ def main() -> None:
     try:
         started = time.perf_counter()
         key, some_id = asyncio.run(seed(Settings(data_dir=data_dir), args.connectors))
-        print(f"seeded {args.connectors} connectors in {time.perf_counter() - started:.1f} s", file=sys.stderr)
+        print(
+            f"seeded {args.connectors} connectors in {time.perf_counter() - started:.1f} s", file=sys.stderr
+        )
         runs = {
             "bare FastAPI route, uvicorn asyncio (before)": bare_fastapi(data_dir, key, args, "asyncio"),
             "bare FastAPI route, uvicorn uvloop (before)": bare_fastapi(data_dir, key, args, "uvloop"),
         }
         runs.update(connectord_runs(data_dir, key, some_id, args))
+        # The key cache's worth (docs/security.md): the same GET asking the store for the key.
+        uncached = connectord_runs(
+            data_dir, key, some_id, args, {"CONNECTORD_KEY_CACHE_TTL": "0"}, (GET_BY_ID,)
+        )
+        runs[GET_UNCACHED] = uncached[GET_BY_ID]
         runs["bare FastAPI route, uvicorn asyncio (after)"] = bare_fastapi(data_dir, key, args, "asyncio")
         runs["bare FastAPI route, uvicorn uvloop (after)"] = bare_fastapi(data_dir, key, args, "uvloop")
     finally:

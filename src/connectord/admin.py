@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from connectord.errors import AuthenticationError, NotFoundError, ValidationError
 from connectord.errors import FieldError as _FieldError
 from connectord.facade import ConnectorsFacade
+from connectord.keycache import KeyCache
 from connectord.model import (
     TENANT_SCOPES,
     WHOLE_TENANT,
@@ -85,6 +86,8 @@ class Admin:
 
     def __init__(self, facade: ConnectorsFacade) -> None:
         self.facade = facade
+        #: Recent key lookups: the revocation bound is the settings' key_cache_ttl (keycache.py).
+        self.keys: KeyCache[Principal] = KeyCache(facade.settings.key_cache_ttl)
 
     async def _started_store(self) -> Store:
         await self.facade.start()  # idempotent: the facade starts its store once
@@ -144,17 +147,25 @@ class Admin:
         """Revoke a key; ``False`` if the tenant has no such active key."""
         store = await self._started_store()
         audit = self._audit(tenant_id, actor, "key.revoke", {"key_id": key_id})
-        return await store.revoke_api_key(tenant_id, key_id, utcnow(), audit)
+        revoked = await store.revoke_api_key(tenant_id, key_id, utcnow(), audit)
+        self.keys.forget(key_id)
+        return revoked
 
     async def authenticate(self, api_key: str | None) -> Principal:
         """The principal of a key; :class:`AuthenticationError` if it is missing, unknown or revoked."""
         if not api_key or not api_key.startswith(KEY_PREFIX):
             raise AuthenticationError("a valid API key is required")
+        key_hash = hash_key(api_key)
+        cached = self.keys.get(key_hash)
+        if cached is not None:
+            return cached
         store = await self._started_store()
-        record = await store.find_api_key(hash_key(api_key))
+        record = await store.find_api_key(key_hash)
         if record is None:
             raise AuthenticationError("a valid API key is required")
-        return Principal(record.tenant_id, record.id, frozenset(record.scopes), record.reach)
+        principal = Principal(record.tenant_id, record.id, frozenset(record.scopes), record.reach)
+        self.keys.put(key_hash, record.id, principal)
+        return principal
 
     async def rotate_secrets(self, *, new_key: bool = False, actor: str = "cli") -> RotationReport:
         """Re-encrypt every secret under the newest key.

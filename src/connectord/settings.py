@@ -109,6 +109,13 @@ class Settings(BaseSettings):
     body_timeout: float = Field(
         default=30.0, gt=0, description="Seconds a client has to send a request's body (then 408)."
     )
+    key_cache_ttl: float = Field(
+        default=1.0,
+        ge=0,
+        le=60,
+        description="Seconds a looked-up API key is trusted without asking the store again: the bound "
+        "within which a key revoked elsewhere (another replica, the CLI) is refused (0: no cache).",
+    )
     keep_alive_timeout: int = Field(
         default=5, ge=1, description="Seconds an idle keep-alive connection stays open."
     )
