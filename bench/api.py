@@ -114,7 +114,17 @@ def wait_ready(url: str, timeout: float = 30) -> None:
     raise SystemExit("the server did not start")
 
 
-def wrk(url: str, key: str, args: argparse.Namespace, script: Path | None = None) -> dict[str, float]:
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of a process so far (``/proc/PID/stat``)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def wrk(
+    url: str, key: str, args: argparse.Namespace, script: Path | None = None, *, pid: int
+) -> dict[str, float]:
+    """One wrk run; with the server's CPU time per request (``cpu_us``), which a busy
+    machine disturbs far less than the rate: it is the figure to compare across runs."""
     cmd = [
         "wrk",
         "-t1",
@@ -126,7 +136,10 @@ def wrk(url: str, key: str, args: argparse.Namespace, script: Path | None = None
     ]
     if script is not None:
         cmd += ["-H", "Content-Type: application/json", "-s", str(script)]
+    cpu_before = cpu_seconds(pid)
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
+    cpu = cpu_seconds(pid) - cpu_before
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
@@ -135,6 +148,7 @@ def wrk(url: str, key: str, args: argparse.Namespace, script: Path | None = None
         "rps": rate,
         "p50_ms": _ms(lat["50"]),
         "p99_ms": _ms(lat["99"]),
+        "cpu_us": cpu / max(done, 1) * 1e6,
         "errors": (int(non2xx.group(1)) if non2xx else 0)
         + (sum(int(g) for g in errors.groups()) if errors else 0),
     }
@@ -170,7 +184,7 @@ def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace, loop: str) 
     )
     try:
         wait_ready(f"http://127.0.0.1:{port}")
-        return wrk(f"http://127.0.0.1:{port}/healthz", key, args)
+        return wrk(f"http://127.0.0.1:{port}/healthz", key, args, pid=server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -239,7 +253,7 @@ def connectord_runs(
         for name, url, lua in plan:
             extra: dict[str, object] = {}
             spy = profiled(server.pid, name, args, extra)
-            runs[name] = wrk(url, key, args, lua)
+            runs[name] = wrk(url, key, args, lua, pid=server.pid)
             if spy is not None:
                 spy.wait(timeout=args.duration + 30)
                 print(f"profile of {name}: {extra['profile']}", file=sys.stderr)
@@ -319,9 +333,12 @@ def main() -> None:
         return
     print(f"\n{args.connections} connections, {args.duration} s each, one worker, SQLite, ", end="")
     print(f"server log level {args.log_level}\n")
-    print(f"{'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'errors':>7}")
+    print(f"{'endpoint':46} {'req/s':>8} {'p50 ms':>8} {'p99 ms':>8} {'CPU us/req':>10} {'errors':>7}")
     for name, r in runs.items():
-        print(f"{name:46} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['errors']:7.0f}")
+        print(
+            f"{name:46} {r['rps']:8.0f} {r['p50_ms']:8.2f} {r['p99_ms']:8.2f} {r['cpu_us']:10.0f} "
+            f"{r['errors']:7.0f}"
+        )
     print(f"\nceiling: {result['ceiling']}\n")
     for label, value, goal, ok in result["checks"]:  # type: ignore[attr-defined]
         print(f"{label:60} {value:8.2f}  goal {goal:10} {'met' if ok else 'MISSED'}")
