@@ -12,6 +12,10 @@ PostgreSQL database: the sum and the share each replica took. Not a test; see
 bench/README.md.
 
     .venv/bin/python bench/scheduler.py [--n 10000] [--concurrency 200] [--seconds 20] [--no-postgres]
+    .venv/bin/python bench/scheduler.py --seconds 15 --profile /tmp/spy   # py-spy of each worker
+
+Besides the ratio of the rates it prints the ratio of the CPU per item (the bare
+loop's per request to the worker's per check), which a shared machine disturbs less.
 """
 
 from __future__ import annotations
@@ -119,7 +123,11 @@ def measure(
             [process_cpu(p.pid) for p, _ in workers],
             time.monotonic(),
         )
+        profilers = [profile(p.pid, args, logs / f"{replicas}-{i}") for i, (p, _) in enumerate(workers)]
         time.sleep(args.seconds)
+        for profiler in profilers:
+            if profiler is not None:
+                profiler.wait(30)
         count1, cpu1, end = (
             asyncio.run(recorded(settings)),
             [process_cpu(p.pid) for p, _ in workers],
@@ -137,6 +145,24 @@ def measure(
         "cpu_cores": [round((b - a) / (end - start), 2) for a, b in zip(cpu0, cpu1, strict=True)],
         "checks_per_replica_total": shares,
     }
+
+
+def profile(pid: int, args: argparse.Namespace, name: Path) -> subprocess.Popen[bytes] | None:
+    """With ``--profile DIR``: py-spy samples the worker over the window into DIR (collapsed
+    stacks, one line per stack: ``flamegraph.pl`` draws them, ``sort -k2 -n`` ranks them)."""
+    if not args.profile:
+        return None
+    out = Path(args.profile) / f"worker-{name.name}.txt"
+    command = [
+        str(SCRIPT.parent / "py-spy"),
+        "record",
+        "--pid",
+        str(pid),
+        "--duration",
+        str(int(args.seconds)),
+    ]
+    command += ["--rate", "200", "--format", "raw", "--output", str(out), "--nonblocking"]
+    return subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
 
 
 def worker_env(args: argparse.Namespace, **extra: str) -> dict[str, str]:
@@ -164,14 +190,14 @@ async def pg_database(sql: str) -> None:
         await conn.close()
 
 
-def bare(url: str, args: argparse.Namespace) -> float:
-    """The bare aiohttp loop over N requests; its rate (printed with its CPU per request)."""
+def bare(url: str, args: argparse.Namespace) -> tuple[float, float]:
+    """The bare aiohttp loop over N requests: its rate and CPU (us) per request, printed too."""
     seconds, _, failures, cpu = asyncio.run(bare_loop(url, args.n, args.concurrency))
     print(
         f"bare aiohttp loop: {args.n} requests in {seconds:.2f} s = {args.n / seconds:.0f}/s, "
         f"failures {failures}, CPU per request by thread (us): {cpu}"
     )
-    return args.n / seconds
+    return args.n / seconds, sum(cpu.values())
 
 
 def main() -> None:
@@ -184,6 +210,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=20.0, help="measured window per run")
     parser.add_argument("--warmup", type=float, default=5.0, help="seconds of checks before the window")
     parser.add_argument("--no-postgres", action="store_true", help="skip the two replicas on PostgreSQL")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy each worker over the window into DIR")
     args = parser.parse_args()
 
     from connectord.settings import Settings
@@ -203,8 +230,13 @@ def main() -> None:
                 f"({one['cpu_cores']} cores)"
             )
             # The bare loop again: on a shared machine its rate moves; the ratio is to the mean.
-            bare_rate = (before + bare(url, args)) / 2
-            print(f"ratio scheduler/bare = {one['per_second'] / bare_rate:.2f}  (goal >= 0.6)")
+            after = bare(url, args)
+            bare_rate, bare_cpu = (before[0] + after[0]) / 2, (before[1] + after[1]) / 2
+            print(
+                f"ratio scheduler/bare = {one['per_second'] / bare_rate:.2f}  (goal >= 0.6); "
+                f"by CPU per item (bare us per request / us per check) "
+                f"{bare_cpu / max(one['cpu_us_per_check'], 1):.2f}"
+            )
             if args.no_postgres:
                 return
             name = f"connectord_bench_{secrets.token_hex(4)}"

@@ -263,6 +263,24 @@ async def test_http_1_0_answer_is_reported_as_such() -> None:
     assert result.details["body_bytes_read"] == 5
 
 
+async def test_an_interim_answer_is_skipped_for_the_final_one() -> None:
+    early = b"HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n"
+    async with scripted(early + ok_response(b"final")) as peer:
+        result = await probe(peer.url())
+    assert result.ok, result.error
+    assert result.details["status_code"] == 200
+    assert result.details["body_bytes_read"] == 5
+
+
+async def test_a_switch_of_protocols_is_reported_as_an_unexpected_status() -> None:
+    switch = b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n"
+    async with scripted(switch) as peer:
+        result = await probe(peer.url(), bound=5)
+    assert result.kind == "unexpected_status", result
+    assert result.details["status_code"] == 101
+    assert result.seconds < 3
+
+
 # --- servers that close early, or answer garbage ------------------------------------
 
 
@@ -301,6 +319,48 @@ async def test_a_reset_connection_is_unavailable() -> None:
         result = await probe(peer.url(), bound=5)
     assert result.kind == "unavailable", result
     assert result.error == f"cannot connect to 127.0.0.1:{peer.port}: Connection reset by peer"
+
+
+async def test_the_next_checked_address_is_tried_when_one_refuses() -> None:
+    # localhost is 127.0.0.1 then ::1: nothing listens on this port of 127.0.0.1
+    async with scripted(ok_response(), host="::1") as peer:
+        result = await probe(peer.url("/", host="localhost"))
+    assert result.ok, result.error
+    assert result.details["address"] == "::1"
+    assert peer.headers()["host"] == f"localhost:{peer.port}"
+
+
+async def test_https_to_a_closed_port_is_refused() -> None:
+    with socket.socket() as sock:  # a port nothing listens on
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    result = await probe(f"https://127.0.0.1:{port}/", tls_verify=False)
+    assert result.kind == "refused", result
+    assert result.seconds < 3
+
+
+async def test_a_request_larger_than_the_socket_buffers_is_sent_whole() -> None:
+    # 5 MB of headers (loopback buffers take about 4 MB) to a server that reads nothing for a
+    # while: the sends meet full buffers, and the probe waits until it may write again.
+    big = {f"X-Big-{i}": f"{i:03d}" + "b" * 7997 for i in range(640)}
+    received = bytearray()
+
+    async def slow_reader(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await asyncio.sleep(0.3)
+        while b"\r\n\r\n" not in received and (chunk := await reader.read(65536)):
+            received.extend(chunk)
+        writer.write(ok_response())
+        await writer.drain()
+        writer.close()
+
+    server = await asyncio.start_server(slow_reader, "127.0.0.1", 0)
+    async with server:
+        result = await probe(f"http://127.0.0.1:{server.sockets[0].getsockname()[1]}/", headers=big)
+    assert result.ok, result.error
+    head = Scripted(0, "http", heads=[bytes(received)])
+    assert {k: v for k, v in head.headers().items() if k.startswith("x-big-")} == {
+        k.lower(): v for k, v in big.items()
+    }
 
 
 # --- slow servers and the timeout -----------------------------------------------------

@@ -1,14 +1,21 @@
-"""One HTTP/1.1 request on one fresh connection: asyncio transports and httptools.
+"""One HTTP/1.1 request on one fresh connection, parsed with httptools.
 
 The http probe's transport (``docs/http-probe.md``). The caller resolves the
 host through the egress policy and hands :func:`fetch` the checked
 destinations; :func:`fetch` connects to those addresses only (one after
 another until one accepts), never to the name, so nothing is looked up again.
-TLS verifies the name (``server_hostname``) with the caller's context. The
-answer is parsed by httptools (llhttp, the parser of Node.js): a protocol, not
-a stream, so a request costs one connect, one write and the callbacks of the
-bytes that come back. The body is counted (and kept when asked) up to a bound,
+The answer is parsed by httptools (llhttp, the parser of Node.js) in callbacks
+as the bytes come; the body is counted (and kept when asked) up to a bound,
 then the connection is dropped.
+
+Plain HTTP runs on the bare non-blocking socket with the event loop's reader
+and writer callbacks (no transport, no stream): the request is sent as soon
+as the connect finishes, which on loopback is before ``connect`` returns, so
+a probe costs one socket, one ``send``, a ``recv`` per readable event and one
+wake-up of the waiting task. That makes it cheaper than a bare
+asyncio-streams loop (``bench/probes.py``). HTTPS uses asyncio's TLS
+transport on the connected socket, which verifies the name
+(``server_hostname``) with the caller's context.
 
 Failures are :class:`TransportError`: an error kind and a text naming the
 server (``where``), never a class name or a trace.
@@ -17,6 +24,8 @@ server (``where``), never a class name or a trace.
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import socket
 import ssl
 import time
@@ -96,23 +105,22 @@ class _State:
 
 
 class _Client(asyncio.Protocol):
-    """Sends the request once connected, parses the answer, resolves :attr:`done` once."""
+    """Parses the answer and resolves :attr:`done` once; as a TLS transport's protocol it
+    also sends the request when the handshake is done."""
 
     def __init__(self, request: Request, marks: Marks, where: str, done: asyncio.Future[Response]) -> None:
-        self._request = request
+        self.request = request
         self._marks = marks
         self._where = where
         self.done = done
         self._state = _State()
         self._parser = httptools.HttpResponseParser(self)
-        self.transport: asyncio.Transport | None = None
 
     # --- asyncio.Protocol -------------------------------------------------------------
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         assert isinstance(transport, asyncio.Transport)
-        self.transport = transport
-        transport.write(self._request.data)
+        transport.write(self.request.data)
 
     def data_received(self, data: bytes) -> None:
         if self.done.done():
@@ -156,15 +164,15 @@ class _Client(asyncio.Protocol):
         self._marks.first_byte = time.perf_counter()
         chunked = "chunked" in state.headers.get("transfer-encoding", "").lower()
         state.until_close = not chunked and "content-length" not in state.headers
-        redirect = status in self._request.redirects and "location" in state.headers
-        if self._request.head or status in (204, 304) or redirect:
+        redirect = status in self.request.redirects and "location" in state.headers
+        if self.request.head or status in (204, 304) or redirect:
             self._finish()
 
     def on_body(self, chunk: bytes) -> None:
-        state, limit = self._state, self._request.body_limit
+        state, limit = self._state, self.request.body_limit
         take = chunk if state.size + len(chunk) <= limit else chunk[: limit - state.size]
         state.size += len(take)
-        if self._request.keep_body:
+        if self.request.keep_body:
             state.body.append(take)
         if state.size >= limit:
             self._finish()
@@ -210,29 +218,145 @@ def _connect_error(exc: OSError, where: str) -> TransportError:
     return TransportError(kind, error_text(exc, kind, where))
 
 
-async def _tcp(destinations: Sequence[Destination], marks: Marks, where: str) -> socket.socket:
-    """A TCP connection to the first checked address that accepts (the last failure if none does)."""
-    loop = asyncio.get_running_loop()
+#: The most one ``recv`` takes: the body bound and the headers fit in a few.
+_RECV = 64 * 1024
+
+
+def _socket(destination: Destination) -> socket.socket:
+    family = socket.AF_INET6 if ":" in destination.address else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setblocking(False)
+        # A request that needs several sends must not wait for an ACK between them (Nagle).
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def _resolve(ready: asyncio.Future[None]) -> None:
+    if not ready.done():  # the writer may fire again before the waiting task runs
+        ready.set_result(None)
+
+
+async def _writable(loop: asyncio.AbstractEventLoop, sock: socket.socket) -> None:
+    """Wait until ``sock`` can be written; the connect's failure (``SO_ERROR``) if it failed."""
+    ready: asyncio.Future[None] = loop.create_future()
+    fd = sock.fileno()
+    loop.add_writer(fd, _resolve, ready)
+    try:
+        await ready
+    finally:
+        loop.remove_writer(fd)
+    code = sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
+    if code:
+        raise OSError(code, os.strerror(code))  # the errno's own subclass (ConnectionRefusedError...)
+
+
+async def _send(loop: asyncio.AbstractEventLoop, sock: socket.socket, data: bytes) -> None:
+    """Send all of ``data`` on a socket whose connect was started; OSError if it failed."""
+    view = memoryview(data)
+    while view:
+        try:
+            # Before the handshake ends this is EAGAIN; a refused connect raises its error here.
+            view = view[sock.send(view) :]
+        except (BlockingIOError, InterruptedError):
+            await _writable(loop, sock)
+
+
+async def _connect(
+    loop: asyncio.AbstractEventLoop, destination: Destination, marks: Marks, data: bytes | None
+) -> socket.socket:
+    """A socket connected to ``destination`` (and ``data`` sent on it, when given)."""
+    sock = _socket(destination)
+    try:
+        marks.connect_start = marks.connect_start or time.perf_counter()
+        code = sock.connect_ex((destination.address, destination.port))
+        # In progress is the rule: the first send (or writability) says when it is done.
+        if code not in (0, errno.EINPROGRESS, errno.EINTR):
+            raise OSError(code, os.strerror(code))
+        if data is None:
+            await _writable(loop, sock)
+        else:
+            await _send(loop, sock, data)
+    except BaseException:
+        sock.close()
+        raise
+    marks.tcp_end = time.perf_counter()
+    return sock
+
+
+async def _first_accepting(
+    loop: asyncio.AbstractEventLoop,
+    destinations: Sequence[Destination],
+    marks: Marks,
+    where: str,
+    data: bytes | None,
+) -> tuple[socket.socket, Destination]:
+    """A connection to the first checked address that accepts (the last failure if none does)."""
     failure: OSError | None = None
     for destination in destinations:
-        family = socket.AF_INET6 if ":" in destination.address else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
         try:
-            sock.setblocking(False)
-            marks.connect_start = marks.connect_start or time.perf_counter()
-            await loop.sock_connect(sock, (destination.address, destination.port))
+            return await _connect(loop, destination, marks, data), destination
         except OSError as exc:  # refused, unreachable: the next address may answer
-            sock.close()
             failure = exc
-            continue
-        except BaseException:
-            sock.close()
-            raise
-        marks.tcp_end = time.perf_counter()
-        return sock
     if failure is None:
         raise TransportError(ErrorKind.UNAVAILABLE, f"cannot connect to {where}: no address")
     raise _connect_error(failure, where) from None
+
+
+class _Reader:
+    """Feeds what a bare socket receives to the client, from the loop's reader callback."""
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sock: socket.socket, client: _Client) -> None:
+        self._loop = loop
+        self._sock = sock
+        self._client = client
+        self._fd = sock.fileno()
+        self.reading = True
+        loop.add_reader(self._fd, self._readable)
+
+    def _readable(self) -> None:
+        client = self._client
+        try:
+            data = self._sock.recv(_RECV)
+        except (BlockingIOError, InterruptedError):
+            return
+        except OSError as exc:
+            client.connection_lost(exc)
+        else:
+            if data:
+                client.data_received(data)
+            else:
+                client.connection_lost(None)
+        if client.done.done():
+            self.stop()
+
+    def stop(self) -> None:
+        """No more callbacks (once the answer is known, or the wait given up)."""
+        if self.reading:
+            self.reading = False
+            self._loop.remove_reader(self._fd)
+
+
+async def _plain(
+    loop: asyncio.AbstractEventLoop,
+    destinations: Sequence[Destination],
+    client: _Client,
+    marks: Marks,
+    where: str,
+) -> Response:
+    sock, destination = await _first_accepting(loop, destinations, marks, where, client.request.data)
+    marks.ready = marks.tcp_end
+    marks.peer = destination.address
+    reader = _Reader(loop, sock, client)
+    try:
+        return await client.done
+    finally:
+        reader.stop()
+        # Never reused. Closing with unread bytes (a body past the bound) resets the connection.
+        sock.close()
 
 
 async def fetch(
@@ -254,14 +378,13 @@ async def fetch(
     loop = asyncio.get_running_loop()
     done: asyncio.Future[Response] = loop.create_future()
     client = _Client(request, marks, where, done)
-    sock = await _tcp(destinations, marks, where)
+    if tls is None:
+        return await _plain(loop, destinations, client, marks, where)
+    sock, _ = await _first_accepting(loop, destinations, marks, where, None)
     try:
         # The TLS handshake, on the one connection TCP gave: its failure is final.
         transport, _ = await loop.create_connection(
-            lambda: client,
-            sock=sock,
-            ssl=tls,
-            server_hostname=server_hostname if tls is not None else None,
+            lambda: client, sock=sock, ssl=tls, server_hostname=server_hostname
         )
     except OSError as exc:
         sock.close()
@@ -277,8 +400,5 @@ async def fetch(
     try:
         return await done
     finally:
-        # Never reused: a clean close when the answer was read whole, else drop it.
-        if done.done() and not done.cancelled() and done.exception() is None and not tls:
-            transport.close()
-        else:
-            transport.abort()
+        # TLS is never reused either: no close_notify exchange to wait for, drop it.
+        transport.abort()
