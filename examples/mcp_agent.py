@@ -24,15 +24,18 @@ from mcp.client.streamable_http import streamable_http_client
 
 
 async def main(tool: str, arguments: dict[str, object]) -> None:
+    """List the gateway's tools, then call ``tool`` with ``arguments`` and print its answer."""
     url = os.environ["CONNECTORD_URL"] + "/api/v1/mcp"
     auth = {"Authorization": f"Bearer {os.environ['CONNECTORD_API_KEY']}"}
-    async with httpx2.AsyncClient(headers=auth, timeout=60) as http:
-        async with Client(streamable_http_client(url, http_client=http)) as gateway:
-            for listed in (await gateway.list_tools()).tools:
-                print(listed.name, "-", listed.description)
-            result = await gateway.call_tool(tool, arguments)
-            text = " ".join(c.text for c in result.content if c.type == "text")
-            print(f"{tool} -> {text}" if not result.is_error else f"{tool} failed: {text}")
+    async with (
+        httpx2.AsyncClient(headers=auth, timeout=60) as http,
+        Client(streamable_http_client(url, http_client=http)) as gateway,
+    ):
+        for listed in (await gateway.list_tools()).tools:
+            print(listed.name, "-", listed.description)
+        result = await gateway.call_tool(tool, arguments)
+        text = " ".join(c.text for c in result.content if c.type == "text")
+        print(f"{tool} -> {text}" if not result.is_error else f"{tool} failed: {text}")
 
 
 if __name__ == "__main__":

@@ -96,3 +96,37 @@ def test_readme_receiving_webhooks_runs_as_written(tmp_path: Path) -> None:
     done = run_script(script, tmp_path)
     assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "serve.log").read_text()
     assert done.stdout.splitlines() == ["connector.created orders"]
+
+
+def test_readme_proxy_example_runs_as_written(tmp_path: Path) -> None:
+    """The service reads the registry through the proxy with the connector's read key, and
+    the key appears nowhere in what it gets or prints."""
+    shell, python = (
+        _blocks("A service using a connector through the proxy", "sh"),
+        _blocks("A service using a connector through the proxy", "python"),
+    )
+    assert len(shell) == 2
+    assert len(python) == 1
+    script = f"{shell[0]}python3 - <<'EXAMPLE'\n{python[0]}EXAMPLE\n{shell[1]}"
+    done = run_script(script.replace("8080", str(free_port())), tmp_path)
+    log = tmp_path / "serve.log"
+    assert done.returncode == 0, done.stdout + done.stderr + (log.read_text() if log.exists() else "")
+    assert done.stdout.splitlines() == ["200 ['registry-api']", "True False"]
+    assert "Traceback" not in (tmp_path / "serve.log").read_text()
+
+
+def test_readme_gateway_example_runs_as_written(tmp_path: Path) -> None:
+    """The agent lists the MCP server's tool through the gateway, prefixed, and calls it."""
+    title = "An agent using the MCP gateway"
+    shell, python = _blocks(title, "sh"), _blocks(title, "python")
+    assert len(shell) == 3
+    assert len(python) == 2
+    script = (
+        f"{shell[0]}cat > weather.py <<'SERVER'\n{python[0]}SERVER\n{shell[1]}"
+        f"python3 - <<'AGENT'\n{python[1]}AGENT\n{shell[2]}"
+    )
+    script = script.replace("8080", str(free_port())).replace("8001", str(free_port()))
+    done = run_script(script, tmp_path)
+    log = "".join(p.read_text() for p in (tmp_path / "serve.log", tmp_path / "weather.log") if p.exists())
+    assert done.returncode == 0, done.stdout + done.stderr + log
+    assert done.stdout.splitlines()[-2:] == ["['weather__forecast']", "sunny in Lyon"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import secrets as _stdlib_secrets
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
 from connectord.errors import AuthenticationError, NotFoundError, ValidationError
@@ -22,12 +23,15 @@ from connectord.model import (
 )
 from connectord.notify.webhooks import open_secret, seal_secret
 from connectord.store.base import ApiKeyRecord, Store
-from connectord.validation import check_name
+from connectord.validation import check_name, is_id
 
 #: Every scope a key may be given.
 SCOPES: tuple[Scope, ...] = tuple(Scope)
 __all__ = [
     "KEY_PREFIX",
+    "MAX_REACH_IDS",
+    "MAX_SELECTOR_PAIRS",
+    "MAX_SELECTOR_TEXT",
     "SCOPES",
     "TENANT_SCOPES",
     "Admin",
@@ -37,6 +41,11 @@ __all__ = [
     "hash_key",
 ]
 KEY_PREFIX = "cdk_"
+#: Bounds of a narrowed key's reach (docs/use.md): ids listed, selector pairs, and the
+#: length of a selector's key or value.
+MAX_REACH_IDS = 1000
+MAX_SELECTOR_PAIRS = 16
+MAX_SELECTOR_TEXT = 200
 
 
 def hash_key(api_key: str) -> str:
@@ -69,6 +78,7 @@ class NewKey:
     tenant_id: str
     api_key: str = field(repr=False)
     scopes: tuple[str, ...] = ()
+    reach: Reach = WHOLE_TENANT
 
 
 @dataclass(slots=True)
@@ -113,6 +123,18 @@ class Admin:
         store = await self._started_store()
         return await store.list_tenants()
 
+    async def set_checkout(self, tenant_id: str, enabled: bool, *, actor: str = "cli") -> TenantRecord:
+        """Turn the tenant's credential checkout on or off (``docs/use.md``); audited as
+        ``tenant.checkout``. :class:`NotFoundError` if there is no such tenant."""
+        store = await self._started_store()
+        audit = self._audit(tenant_id, actor, "tenant.checkout", {"checkout_enabled": enabled})
+        if not await store.set_checkout(tenant_id, enabled, audit):
+            raise NotFoundError("no such tenant")
+        tenant = await store.get_tenant(tenant_id)
+        if tenant is None:  # deleted in between: as if it never was
+            raise NotFoundError("no such tenant")
+        return tenant
+
     async def create_key(
         self,
         tenant_id: str,
@@ -120,23 +142,42 @@ class Admin:
         name: str = "key",
         scopes: tuple[str, ...] = TENANT_SCOPES,
         actor: str = "cli",
+        connector_ids: Sequence[str] | None = None,
+        selector: Mapping[str, str] | None = None,
     ) -> NewKey:
-        """A new API key for a tenant; the value is returned once and stored hashed."""
+        """A new API key for a tenant; the value is returned once and stored hashed.
+
+        ``connector_ids`` and ``selector`` narrow the key to some connectors (``docs/use.md``):
+        those ids (each a connector of the tenant now), and those whose metadata holds every
+        ``key=value`` pair of the selector; given both, either. Without them the key covers
+        the whole tenant. An ``admin`` key is never narrowed.
+        """
         unknown = sorted(set(scopes) - set(SCOPES))
         if unknown or not scopes:
             raise ValidationError(
                 "invalid scopes", [_FieldError(("scopes",), f"each must be one of {', '.join(SCOPES)}")]
             )
+        reach = _check_reach(connector_ids, selector)
+        # Stored as plain strings, whichever way the caller spelled them.
+        given = tuple(str(scope) for scope in scopes)
+        if reach.narrowed and Scope.ADMIN in given:
+            raise ValidationError(
+                "an admin key cannot be narrowed",
+                [_FieldError(("scopes",), "admin manages tenants, not connectors: give it no reach")],
+            )
         store = await self._started_store()
         if await store.get_tenant(tenant_id) is None:
             raise NotFoundError("no such tenant")
+        await _check_ids_exist(store, tenant_id, reach)
         value = KEY_PREFIX + _stdlib_secrets.token_urlsafe(32)
-        # Stored as plain strings, whichever way the caller spelled them.
-        given = tuple(str(scope) for scope in scopes)
-        record = ApiKeyRecord(new_id(), tenant_id, check_name(name), hash_key(value), given, utcnow())
-        audit = self._audit(tenant_id, actor, "key.create", {"key_id": record.id, "scopes": list(given)})
-        await store.create_api_key(tenant_id, record, audit)
-        return NewKey(record.id, tenant_id, value, record.scopes)
+        record = ApiKeyRecord(
+            new_id(), tenant_id, check_name(name), hash_key(value), given, utcnow(), reach=reach
+        )
+        details: dict[str, object] = {"key_id": record.id, "scopes": list(given)}
+        if reach.narrowed:
+            details["reach"] = reach.to_dict()
+        await store.create_api_key(tenant_id, record, self._audit(tenant_id, actor, "key.create", details))
+        return NewKey(record.id, tenant_id, value, record.scopes, reach)
 
     async def list_keys(self, tenant_id: str) -> list[ApiKeyRecord]:
         """A tenant's keys (hashes only)."""
@@ -225,3 +266,70 @@ class Admin:
     @staticmethod
     def _audit(tenant_id: str, actor: str, action: str, details: dict[str, object]) -> AuditEvent:
         return AuditEvent(new_id(), tenant_id, actor, action, None, utcnow(), dict(details))
+
+
+def _check_reach(connector_ids: Sequence[str] | None, selector: Mapping[str, str] | None) -> Reach:
+    """The reach of a new key, checked: 1 to :data:`MAX_REACH_IDS` connector ids, and a
+    selector of 1 to :data:`MAX_SELECTOR_PAIRS` pairs of non-empty text (a key may not
+    hold ``=``, so ``team=payments`` reads one way only). Both ``None``: the whole tenant."""
+    problems: list[_FieldError] = []
+    ids: frozenset[str] | None = None
+    if connector_ids is not None:
+        if isinstance(connector_ids, str) or not 1 <= len(connector_ids) <= MAX_REACH_IDS:
+            problems.append(
+                _FieldError(("connector_ids",), f"must be a list of 1 to {MAX_REACH_IDS} connector ids")
+            )
+        else:
+            problems += [
+                _FieldError(("connector_ids", i), "is not a connector id")
+                for i, cid in enumerate(connector_ids)
+                if not is_id(cid)
+            ]
+            ids = frozenset(connector_ids)
+    pairs: tuple[tuple[str, str], ...] | None = None
+    if selector is not None:
+        if not isinstance(selector, Mapping) or not 1 <= len(selector) <= MAX_SELECTOR_PAIRS:
+            problems.append(
+                _FieldError(("selector",), f"must be an object of 1 to {MAX_SELECTOR_PAIRS} key=value pairs")
+            )
+        else:
+            problems += _selector_problems(selector)
+            pairs = tuple(sorted(selector.items()))
+    if problems:
+        raise ValidationError("invalid reach", problems)
+    return Reach(ids, pairs)
+
+
+def _selector_problems(selector: Mapping[str, str]) -> list[_FieldError]:
+    problems: list[_FieldError] = []
+    for key, value in selector.items():
+        where = ("selector", str(key))
+        if not isinstance(key, str) or not _selector_text(key) or "=" in key:
+            problems.append(
+                _FieldError(where, f"a key must be 1-{MAX_SELECTOR_TEXT} printable characters without '='")
+            )
+        elif not isinstance(value, str) or not _selector_text(value):
+            problems.append(
+                _FieldError(where, f"a value must be text of 1-{MAX_SELECTOR_TEXT} printable characters")
+            )
+    return problems
+
+
+def _selector_text(text: str) -> bool:
+    return 1 <= len(text) <= MAX_SELECTOR_TEXT and text.isprintable()
+
+
+async def _check_ids_exist(store: Store, tenant_id: str, reach: Reach) -> None:
+    """Refuse ids the tenant has no connector with: ids are the server's, never guessed
+    ahead, so an unknown one is a mistake (or another tenant's id)."""
+    missing = [
+        cid for cid in sorted(reach.connector_ids or ()) if await store.get_connector(tenant_id, cid) is None
+    ]
+    if missing:
+        raise ValidationError(
+            "invalid reach",
+            [
+                _FieldError(("connector_ids",), f"no connector with id {cid} in this tenant")
+                for cid in missing
+            ],
+        )

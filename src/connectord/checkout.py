@@ -12,12 +12,11 @@ the credentials in it (``postgresql://user:password@host:5432/db?sslmode=prefer`
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 from urllib.parse import quote
 
 from connectord.errors import ProbeError, ValidationError
-from connectord.model import BuiltinType, InUse
+from connectord.model import BuiltinType, Checkout, InUse
 from connectord.types.base import reveal
 from connectord.types.registry import TypeRegistry
 from connectord.validation import check_config
@@ -26,7 +25,7 @@ if TYPE_CHECKING:
     from connectord.types.sql import SqlConfig
     from connectord.types.stream import StreamConfig
 
-__all__ = ["NOT_CHECKED_OUT", "Checkout", "build_checkout"]
+__all__ = ["NOT_CHECKED_OUT", "build_checkout"]
 
 #: Types whose credentials are never checked out: the proxy (http) and the MCP gateway
 #: (mcp) use them without showing them to anyone.
@@ -45,28 +44,6 @@ _STREAM_SCHEMES = {
     ("redis", False): "redis",
     ("redis", True): "rediss",
 }
-
-
-@dataclass(frozen=True, slots=True)
-class Checkout:
-    """A checked-out connector: its endpoint, its config with every secret revealed, and
-    a DSN where its type has one. The repr shows neither config nor DSN."""
-
-    connector_id: str
-    connector_type: str
-    endpoint: str | None
-    config: dict[str, Any] = field(repr=False)
-    dsn: str | None = field(repr=False)
-
-    def to_dict(self) -> dict[str, Any]:
-        """The JSON body of the checkout route."""
-        return {
-            "connector_id": self.connector_id,
-            "connector_type": self.connector_type,
-            "endpoint": self.endpoint,
-            "config": self.config,
-            "dsn": self.dsn,
-        }
 
 
 def build_checkout(registry: TypeRegistry, used: InUse) -> Checkout:

@@ -14,7 +14,9 @@ reaches the core. Slug and status of each class, and when it is raised::
     │   ├── DuplicateNameError     409 duplicate-name     a connector of that name exists in the tenant
     │   ├── VersionConflictError   412 version-conflict   the expected version is stale (``current_version``)
     │   ├── InvalidTransitionError 409 invalid-transition the status change is not allowed
-    │   └── NotProxyableError      409 not-proxyable      the connector's type cannot be proxied (checkout)
+    │   ├── NotProxyableError      409 not-proxyable      the connector's type cannot be proxied
+    │   └── NotCheckedOutError     409 not-checked-out    the connector's type is used through the proxy
+    │                                                     or the MCP gateway, never checked out
     ├── AuthenticationError        401 unauthorized       no valid API key
     ├── PermissionDeniedError      403 forbidden          the key lacks the scope
     │   └── CheckoutDisabledError  403 checkout-disabled  the tenant turned credential checkout off
@@ -157,6 +159,14 @@ class NotProxyableError(ConflictError):
     title = "This connector type cannot be proxied"
 
 
+class NotCheckedOutError(ConflictError):
+    """Raised when the credentials of an ``http`` or ``mcp`` connector are asked for: the
+    proxy and the MCP gateway use those without letting a secret out."""
+
+    slug = "not-checked-out"
+    title = "This connector is used through the proxy or the gateway"
+
+
 class AuthenticationError(ConnectordError):
     """Raised when no valid API key was given."""
 
@@ -193,7 +203,8 @@ class RateLimitedError(ConnectordError):
 
 
 class MethodNotAllowedError(ConnectordError):
-    """Raised when a proxied request's method is not one the connector's config allows
+    """Raised when a request's method is not allowed there: a proxied request's method
+    the connector's config does not allow, or anything but POST on the MCP gateway
     (``allowed``: the methods that are, for the ``Allow`` header)."""
 
     slug = "method-not-allowed"

@@ -20,7 +20,7 @@ from typing import Any
 
 from connectord import fingerprints, idempotency
 from connectord.bulk import BulkTests
-from connectord.checkout import NOT_CHECKED_OUT, Checkout, build_checkout
+from connectord.checkout import NOT_CHECKED_OUT, build_checkout
 from connectord.definitions import (
     Definition,
     check_check_interval,
@@ -33,6 +33,7 @@ from connectord.errors import (
     ConflictError,
     FieldError,
     InvalidTransitionError,
+    NotCheckedOutError,
     NotFoundError,
     NotReadyError,
     PermissionDeniedError,
@@ -44,6 +45,7 @@ from connectord.model import (
     UNSET,
     AuditEvent,
     BulkTest,
+    Checkout,
     ConnectorInfo,
     ConnectorStatus,
     DeliveryInfo,
@@ -71,6 +73,7 @@ from connectord.secret_refs import references_in
 from connectord.secrets import KeyRing, SecretTree, keyring_from_settings, overlay, secret_paths
 from connectord.settings import Settings
 from connectord.store.base import KEEP, ClaimedCheck, ClaimedDelivery, IdempotencyRecord, SessionLock, Store
+from connectord.types._http_config import OAUTH_TOKEN, OAuth2Auth
 from connectord.types.registry import TypeRegistry
 from connectord.usage import UsageRecorder
 from connectord.use.oauth import TokenBroker
@@ -310,6 +313,7 @@ class ConnectorsFacade:
         idempotency_key: str | None = None,
         check_interval: float | None = None,
         failure_threshold: int | None = None,
+        reach: Reach | None = None,
     ) -> ConnectorInfo:
         """Validate and store a new connector (status ``registered``); secrets are sealed.
 
@@ -317,8 +321,11 @@ class ConnectorsFacade:
         ``failure_threshold`` override the server's defaults for this connector.
         With ``idempotency_key``, a retry of the same request within 24 hours returns
         the first result instead of creating a duplicate; the same key with another
-        request is refused.
+        request is refused. A narrowed ``reach`` registers only connectors it will cover
+        (metadata matching its selector): a key never makes what it could not see.
         """
+        if reach is not None and reach.narrowed:
+            _check_would_cover(reach, metadata)
         store = await self._store(tenant_id)
         record: IdempotencyRecord | None = None
         if idempotency_key is not None:
@@ -589,10 +596,35 @@ class ConnectorsFacade:
     async def _probe_info(self, info: ConnectorInfo) -> tuple[TestResult, list[str] | None]:
         secrets = await self._open_secrets(info)
         result, capabilities = await self.runner.run(
-            info.connector_type, info.endpoint, info.config, secrets, info.tenant_id
+            info.connector_type,
+            info.endpoint,
+            info.config,
+            secrets,
+            info.tenant_id,
+            {OAUTH_TOKEN: self._token_source(info)},
         )
         result.connector_id = info.id
         return result, capabilities
+
+    def _token_source(self, info: ConnectorInfo) -> Callable[[OAuth2Auth, bool, str | None], Awaitable[str]]:
+        """A saved connector's OAuth 2.0 access tokens for its test: the same broker, the same
+        stored token as the proxy and the MCP gateway (a test never spends a refresh token on
+        its own)."""
+        # Where the config holds the grant, so a rotated refresh token is written back there.
+        field = "oauth" if info.connector_type == "mcp" else "auth"
+
+        async def token(auth: OAuth2Auth, tls_verify: bool, ca_pem: str | None) -> str:
+            return await self.tokens.access_token(
+                info.tenant_id,
+                info.id,
+                auth,
+                field=field,
+                tls_verify=tls_verify,
+                ca_pem=ca_pem,
+                mark_refused=False,
+            )
+
+        return token
 
     async def _record(
         self,
@@ -724,7 +756,7 @@ class ConnectorsFacade:
             )
         if purpose == "checkout":
             if info.connector_type in NOT_CHECKED_OUT:
-                raise ConflictError(
+                raise NotCheckedOutError(
                     f"{info.connector_type} connectors are not checked out: use them through "
                     + ("the proxy" if info.connector_type == "http" else "the MCP gateway")
                 )
@@ -1253,6 +1285,20 @@ def _reach_filters(reach: Reach | None) -> dict[str, Any]:
         "ids": reach.connector_ids,
         "metadata": dict(reach.selector) if reach.selector is not None else None,
     }
+
+
+def _check_would_cover(reach: Reach, metadata: Mapping[str, Any] | None) -> None:
+    """Refuse a new connector the caller's narrowed reach would not cover: a key of
+    connector ids covers no new one; a selector's, one whose metadata matches it."""
+    if reach.selector is None:
+        raise PermissionDeniedError(
+            "this API key is narrowed to some connector ids: it cannot register new connectors"
+        )
+    if not reach.matches("", metadata or {}):
+        raise ValidationError(
+            "a key narrowed by a selector registers only connectors its selector covers",
+            [FieldError(("metadata",), "must hold every key=value pair of this key's selector")],
+        )
 
 
 def _check_stays_covered(reach: Reach, current: ConnectorInfo, metadata: dict[str, Any]) -> None:

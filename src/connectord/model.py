@@ -215,6 +215,16 @@ class Reach:
             "selector": dict(self.selector) if self.selector is not None else None,
         }
 
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any] | None) -> Reach:
+        """The inverse of :meth:`to_dict`; ``None`` or both ``None``: the whole tenant."""
+        ids = (data or {}).get("connector_ids")
+        selector = (data or {}).get("selector")
+        return cls(
+            frozenset(str(i) for i in ids) if ids is not None else None,
+            tuple(sorted((str(k), str(v)) for k, v in selector.items())) if selector is not None else None,
+        )
+
 
 #: The reach of a key that is not narrowed: every connector of its tenant.
 WHOLE_TENANT = Reach()
@@ -229,6 +239,42 @@ class InUse:
     info: ConnectorInfo
     endpoint: str | None = field(repr=False)
     config: dict[str, Any] = field(repr=False)
+
+
+@dataclass(frozen=True, slots=True)
+class Checkout:
+    """A connector's credentials checked out (``POST /connectors/{id}/credentials``,
+    ``docs/use.md``): its endpoint, its config with every secret revealed, and a DSN
+    where its type has one. The repr shows neither config nor DSN."""
+
+    connector_id: str
+    connector_type: str
+    endpoint: str | None
+    config: dict[str, Any] = field(repr=False)
+    dsn: str | None = field(repr=False)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON body of the checkout route."""
+        return {
+            "connector_id": self.connector_id,
+            "connector_type": self.connector_type,
+            "endpoint": self.endpoint,
+            "config": self.config,
+            "dsn": self.dsn,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Checkout:
+        """The inverse of :meth:`to_dict` (the SDK's)."""
+        dsn = data.get("dsn")
+        endpoint = data.get("endpoint")
+        return cls(
+            str(data["connector_id"]),
+            str(data["connector_type"]),
+            str(endpoint) if endpoint is not None else None,
+            dict(data.get("config") or {}),
+            str(dsn) if dsn is not None else None,
+        )
 
 
 @dataclass(slots=True)

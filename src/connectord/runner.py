@@ -63,9 +63,12 @@ class ProbeRunner:
         public: Mapping[str, Any],
         secrets: SecretTree,
         tenant_id: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[TestResult, list[str] | None]:
         """Test one definition of a tenant: the result (``connector_id`` empty) and, when
-        the probe learned them, the capabilities it found. The tenant picks its file roots."""
+        the probe learned them, the capabilities it found. The tenant picks its file roots;
+        ``options`` go to the probe (``ProbeContext.options``: a saved connector's OAuth 2.0
+        token source, ``connectord.types._http_config.OAUTH_TOKEN``)."""
         try:
             # Secret references (env:, file:, aws-sm:) are read now, outside the test's clock.
             secrets = await self.references.resolve(secrets, tenant_id)
@@ -74,7 +77,7 @@ class ProbeRunner:
             secrets = without_references(secrets)
             result, capabilities = _failure(exc.kind, exc.message, time.perf_counter(), utcnow()), None
         else:
-            result, capabilities = await self._probe(type_name, endpoint, public, secrets, tenant_id)
+            result, capabilities = await self._probe(type_name, endpoint, public, secrets, tenant_id, options)
         # Every result, success or failure, before anyone sees or stores it: a server may
         # echo a credential back into a header the probe reports (docs/security.md).
         scrubber = Scrubber(leaf_values(secrets))
@@ -107,6 +110,7 @@ class ProbeRunner:
         public: Mapping[str, Any],
         secrets: SecretTree,
         tenant_id: str | None,
+        options: Mapping[str, Any] | None = None,
     ) -> tuple[TestResult, list[str] | None]:
         await self.load_drivers(type_name)
         tested_at = utcnow()
@@ -117,7 +121,7 @@ class ProbeRunner:
             config = check_config(ctype, overlay(public, secrets))
             timeout = min(config.timeout or self.settings.probe_timeout, self.settings.probe_timeout_max)
             async with asyncio.timeout(timeout):  # no extra task, unlike wait_for
-                outcome = await ctype.probe(self._context(endpoint, config, timeout, tenant_id))
+                outcome = await ctype.probe(self._context(endpoint, config, timeout, tenant_id, options))
         except ProbeError as exc:
             return _failure(exc.kind, exc.message, start, tested_at, exc.details), None
         except ModuleNotFoundError as exc:  # a driver not installed: name the command that installs it
@@ -144,7 +148,12 @@ class ProbeRunner:
         return TestResult(True, "", latency, None, outcome.details, tested_at), outcome.capabilities
 
     def _context(
-        self, endpoint: str | None, config: ConnectorConfig, timeout: float, tenant_id: str | None
+        self,
+        endpoint: str | None,
+        config: ConnectorConfig,
+        timeout: float,
+        tenant_id: str | None,
+        options: Mapping[str, Any] | None = None,
     ) -> ProbeContext:
         return ProbeContext(
             endpoint=endpoint,
@@ -155,6 +164,7 @@ class ProbeRunner:
                 file_roots=tenant_roots((str(p) for p in self.settings.file_roots), tenant_id),
                 file_denied=(str(self.settings.data_dir),),
             ),
+            options=dict(options or {}),
         )
 
 

@@ -195,6 +195,14 @@ class Settings(BaseSettings):
         default=64, ge=1, description="Proxied requests one API key may have in flight at once (then 429)."
     )
 
+    # --- the MCP gateway (docs/use.md) ---
+    gateway_timeout: float = Field(
+        default=30.0,
+        gt=0,
+        description="Seconds a gateway call (tools/call, resources/read, prompts/get) may take in all, "
+        "unless the connector's own timeout is set (bounded by CONNECTORD_PROBE_TIMEOUT_MAX).",
+    )
+
     @field_validator(
         "egress_allow", "file_roots", "secret_ref_env", "secret_ref_dirs", "secret_ref_aws_sm", mode="before"
     )

@@ -27,6 +27,8 @@ OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("POST", f"{C}/{{c}}/test", "connectors:test", None),
     ("GET", f"{C}/{{c}}/history", "connectors:read", None),
     ("GET", f"{C}/{{c}}/health", "connectors:read", None),
+    ("GET", f"{C}/{{c}}/secrets", "connectors:read", None),
+    ("POST", f"{C}/{{c}}/credentials", "connectors:use", None),
     ("GET", "/api/v1/connector-types", "connectors:read", None),
     ("GET", "/api/v1/audit", "connectors:read", None),
     ("GET", T, "admin", None),
@@ -34,6 +36,7 @@ OPERATIONS: list[tuple[str, str, str, dict[str, Any] | None]] = [
     ("GET", f"{T}/{{t}}/keys", "admin", None),
     ("POST", f"{T}/{{t}}/keys", "admin", {"scopes": ["connectors:read"]}),
     ("DELETE", f"{T}/{{t}}/keys/{{k}}", "admin", None),
+    ("PUT", f"{T}/{{t}}", "admin", {"checkout_enabled": True}),
 ]
 
 

@@ -54,6 +54,10 @@ OPERATION_IDS = {
     "deleteWebhook",
     "listWebhookDeliveries",
     "streamEvents",
+    "connectorSecrets",
+    "fingerprintSecrets",
+    "checkoutCredentials",
+    "updateTenant",
 }
 
 

@@ -88,11 +88,11 @@ def test_schemathesis_finds_nothing(fuzz_server: Server, tmp_path: Path) -> None
         fuzz_server, tenant.key, tmp_path, "--exclude-path-regex", "^/api/v1/(tenants|events$)"
     )
     assert code == 0, output[-20000:]
-    assert _tested(output) == 22, output[-5000:]
+    assert _tested(output) == 25, output[-5000:]
 
     code, output = _schemathesis(
         fuzz_server, fuzz_server.admin_key, tmp_path, "--include-path-regex", "^/api/v1/tenants"
     )
     assert code == 0, output[-20000:]
-    assert _tested(output) == 5, output[-5000:]
+    assert _tested(output) == 6, output[-5000:]
     assert "Traceback" not in fuzz_server.log_text()

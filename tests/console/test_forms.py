@@ -101,6 +101,7 @@ def test_the_http_form_has_the_auth_union_and_its_variants() -> None:
         "bearer",
         "api_key",
         "oauth2_client_credentials",
+        "oauth2_refresh_token",
     ]
     assert auth.unset_kind == "none"
     bearer = next(v for v in auth.variants if v.kind == "bearer")
@@ -234,7 +235,9 @@ def test_inputs_that_cannot_be_read_are_errors_of_their_field() -> None:
         "config.expected_status": ["must be a whole number"],
         "config.headers": ["line 1 is not 'Name: value'"],
         "config.method": ["must be one of GET, HEAD"],
-        "config.auth.kind": ["must be one of none, basic, bearer, api_key, oauth2_client_credentials"],
+        "config.auth.kind": [
+            "must be one of none, basic, bearer, api_key, oauth2_client_credentials, oauth2_refresh_token"
+        ],
     }
     assert config == {"follow_redirects": False, "tls_verify": False}
 

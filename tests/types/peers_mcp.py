@@ -9,14 +9,20 @@ subprocess on a free loopback port and stop it by its PID):
   ``Authorization: Bearer $MCP_TEST_TOKEN``, served by uvicorn over HTTPS
   with the certificate and key in ``$MCP_TEST_CERT`` and ``$MCP_TEST_KEY``;
 - ``gateway PORT``: the MCP gateway's peer, named ``$MCP_TEST_NAME``: tools (one
-  with a name MCP clients refuse, one with a 60-character name), resources, a
-  resource template and a prompt, over streamable HTTP; with ``$MCP_TEST_TOKEN``
-  set it requires ``Authorization: Bearer $MCP_TEST_TOKEN`` and has a tool whose
-  answer echoes the token (as a careless server might echo a header).
+  with a name MCP clients refuse, one with a 60-character name, one that waits as
+  long as it is told), resources, a resource template and a prompt, over
+  streamable HTTP; with ``$MCP_TEST_TOKEN`` set it requires ``Authorization:
+  Bearer $MCP_TEST_TOKEN`` and has a tool whose answer echoes the token (as a
+  careless server might echo a header); with ``$MCP_TEST_TOKEN_CHECK`` set it
+  requires a bearer token that URL accepts (an OAuth token server's API); with
+  ``$MCP_TEST_DELAY`` set every request waits that many seconds;
+- ``refusing PORT``: a low-level server that offers tools but answers their
+  listing with a JSON-RPC error (and any call with a text).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import signal
@@ -24,6 +30,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Awaitable, Callable, MutableMapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -107,6 +115,12 @@ def _gateway_server(name: str, token: str | None) -> Any:
         """Pretend to read a file."""
         return f"{name} read {path}"
 
+    @server.tool()
+    async def wait(seconds: float) -> str:
+        """Answer after ``seconds`` (to test the gateway's timeout)."""
+        await asyncio.sleep(seconds)
+        return "waited"
+
     @server.tool(name=LONG_TOOL)
     def measure() -> str:
         """A tool with a long name."""
@@ -135,6 +149,34 @@ def _gateway_server(name: str, token: str | None) -> Any:
     return server
 
 
+def _refusing_server() -> Any:
+    """A server that offers tools but answers its listing with a JSON-RPC error."""
+    import mcp_types as types
+    from mcp.server.lowlevel import Server
+    from mcp.shared.exceptions import MCPError
+
+    async def refuse(ctx: Any, params: Any) -> Any:
+        raise MCPError(types.INTERNAL_ERROR, "the tool registry is broken")
+
+    async def call(ctx: Any, params: Any) -> Any:
+        return types.CallToolResult(content=[types.TextContent(type="text", text="called anyway")])
+
+    return Server("connectord-refusing-server", on_list_tools=refuse, on_call_tool=call)
+
+
+class SlowDown:
+    """ASGI middleware: every HTTP request waits ``seconds`` before it is served."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], seconds: float) -> None:
+        self.app = app
+        self.seconds = seconds
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            await asyncio.sleep(self.seconds)
+        await self.app(scope, receive, send)
+
+
 class RequireBearer:
     """ASGI middleware: 401 unless ``Authorization: Bearer <token>`` matches."""
 
@@ -148,6 +190,30 @@ class RequireBearer:
                         "headers": [(b"content-type", b"application/json"),
                                     (b"www-authenticate", b"Bearer")]})  # fmt: skip
             await send({"type": "http.response.body", "body": b'{"error": "unauthorized"}'})
+            return
+        await self.app(scope, receive, send)
+
+
+class RequireValidToken:
+    """ASGI middleware: 401 unless the bearer token opens ``check_url`` (the test's OAuth
+    token server answers 200 there for a token it issued that has not expired)."""
+
+    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], check_url: str) -> None:
+        self.app = app
+        self.check_url = check_url
+
+    def _valid(self, authorization: str) -> bool:
+        request = urllib.request.Request(self.check_url, headers={"Authorization": authorization})
+        try:
+            with urllib.request.urlopen(request, timeout=5) as answer:
+                return bool(answer.status == 200)
+        except urllib.error.HTTPError:
+            return False
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        header = dict(scope["headers"]).get(b"authorization", b"").decode() if scope["type"] == "http" else ""
+        if scope["type"] == "http" and not await asyncio.to_thread(self._valid, header):
+            await RequireBearer(self.app, "")(scope, receive, send)  # its 401
             return
         await self.app(scope, receive, send)
 
@@ -170,9 +236,20 @@ def serve(variant: str, port: int) -> None:
         import uvicorn
 
         token = os.environ.get("MCP_TEST_TOKEN")
+        check_url = os.environ.get("MCP_TEST_TOKEN_CHECK")
         gateway_app = _gateway_server(os.environ["MCP_TEST_NAME"], token).streamable_http_app()
-        served = gateway_app if token is None else RequireBearer(gateway_app, token)
+        served: Any = gateway_app if token is None else RequireBearer(gateway_app, token)
+        if check_url is not None:
+            served = RequireValidToken(gateway_app, check_url)
+        if "MCP_TEST_DELAY" in os.environ:
+            served = SlowDown(served, float(os.environ["MCP_TEST_DELAY"]))
         uvicorn.run(served, host="127.0.0.1", port=port, log_level="warning")
+    elif variant == "refusing":
+        import uvicorn
+
+        uvicorn.run(
+            _refusing_server().streamable_http_app(), host="127.0.0.1", port=port, log_level="warning"
+        )
     else:
         _full_server().run(variant, host="127.0.0.1", port=port)  # type: ignore[call-overload]
 

@@ -215,11 +215,13 @@ async def test_an_sse_endpoint_on_another_origin_is_refused_at_once(
     """The SDK refuses it, then would wait for the whole timeout (issue 9, also seen)."""
     from aiohttp import web
 
+    done = asyncio.Event()  # holds the stream open until the test ends, then lets cleanup finish
+
     async def sse(request: web.Request) -> web.StreamResponse:
         resp = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await resp.prepare(request)
         await resp.write(b"event: endpoint\ndata: http://127.0.0.2:9/messages?session_id=s3ss\n\n")
-        await asyncio.sleep(30)
+        await done.wait()
         return resp
 
     app = web.Application()
@@ -234,6 +236,7 @@ async def test_an_sse_endpoint_on_another_origin_is_refused_at_once(
         error = await probe_error(f"http://127.0.0.1:{port}/sse", {"transport": "sse"}, timeout=5.0)
         elapsed = time.monotonic() - start
     finally:
+        done.set()
         await runner.cleanup()
     assert error.kind is ErrorKind.PROTOCOL
     assert "another origin" in error.message

@@ -29,7 +29,17 @@ from connectord.api.mcp import MCP_PATH, McpEndpoint
 from connectord.api.metrics import Metrics
 from connectord.api.middleware import RequestMiddleware
 from connectord.api.problems import HTTP_SLUGS, class_problem, error_problem, problem
-from connectord.api.routes import bulk, connectors, health, meta, secrets, tenants, webhooks
+from connectord.api.routes import (
+    bulk,
+    connectors,
+    credentials,
+    health,
+    meta,
+    proxy,
+    secrets,
+    tenants,
+    webhooks,
+)
 from connectord.console import console_routes
 from connectord.errors import ConnectordError, ValidationError
 from connectord.facade import ConnectorsFacade
@@ -37,6 +47,7 @@ from connectord.health.service import HealthService
 from connectord.notify.delivery import DeliveryWorker
 from connectord.settings import Settings
 from connectord.use.gateway import Gateway
+from connectord.use.proxy import HttpProxy, ProxyLimits
 
 logger = logging.getLogger("connectord.api")
 
@@ -133,6 +144,7 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     facade = facade or ConnectorsFacade(settings=settings)
     metrics = Metrics()
     facade.test_observers.append(metrics.observe_test)
+    facade.use_observers.append(metrics.observe_use)
 
     # Webhook deliveries (docs/webhooks.md): this process sends the outbox unless told not to.
     deliveries = DeliveryWorker(facade) if settings.webhooks == "on" else None
@@ -140,6 +152,9 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     monitor = HealthService(facade, role="connectord serve")
     # The MCP gateway (docs/use.md): its session manager runs for the app's lifetime.
     gateway = Gateway(facade, observe=metrics.observe_gateway, max_body_bytes=settings.max_body_bytes)
+    # The HTTP proxy (docs/use.md): one pooled, egress-checked session for the app's lifetime.
+    limits = ProxyLimits(settings.proxy_max_answer, settings.proxy_timeout, settings.probe_timeout_max)
+    http_proxy = HttpProxy(lambda: facade.egress, limits, tokens=facade.tokens)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -166,6 +181,7 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
         finally:
             await stop_background()
             await console.close()
+            await http_proxy.aclose()
             await facade.aclose()
 
     app = FastAPI(
@@ -178,11 +194,20 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
         redoc_url=None,
         # A redirect from /connectors/ to /connectors would answer a get-by-id with a list.
         redirect_slashes=False,
+        # FastAPI's own OpenTelemetry hooks off: with a provider configured they would
+        # record exception messages (which may carry a secret: connectord logs the class
+        # only), and asking whether one is configured cost each request ~2 % of its CPU
+        # (bench/README.md, issue 15). /metrics is connectord's own.
+        telemetry={"tracing": False, "metrics": False, "logs": False, "operation_spans": False},
     )
     app.state.facade = facade
     app.state.admin = Admin(facade)
     app.state.limiter = TestLimiter(settings.test_rate_per_minute, settings.test_concurrency)
     app.state.metrics = metrics
+    app.state.proxy = http_proxy
+    app.state.proxy_limiter = TestLimiter(
+        settings.proxy_rate, settings.proxy_concurrency, what="proxied requests"
+    )
     #: Callables answering why this process is not ready (None when it is); /readyz asks each.
     app.state.readiness_checks = []
     app.state.monitor = monitor
@@ -190,9 +215,13 @@ def create_app(settings: Settings | None = None, facade: ConnectorsFacade | None
     # The routers' routes go straight onto the app, busiest first: this FastAPI
     # version wraps an included router in its own dispatch layer, which cost
     # ~0.1 ms per request, and the router tries routes in order.
-    for module in (connectors, meta, tenants, webhooks, health, bulk, secrets):
+    for module in (connectors, proxy, meta, tenants, webhooks, health, bulk, secrets, credentials):
         app.router.routes.extend(module.router.routes)
-    app.router.routes.append(Route(MCP_PATH, McpEndpoint(gateway, app.state.admin)))
+    # The gateway's requests per key are bounded as the proxy's are (a bucket of their own).
+    gateway_limiter = TestLimiter(
+        settings.proxy_rate, settings.proxy_concurrency, what="MCP gateway requests"
+    )
+    app.router.routes.append(Route(MCP_PATH, McpEndpoint(gateway, app.state.admin, gateway_limiter)))
     add_docs(app, "/openapi.json")
     # The web console at / (docs/console.md), after the API's routes: its pages carry their
     # own security headers (a strict Content-Security-Policy, X-Frame-Options: DENY...).

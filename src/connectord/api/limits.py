@@ -23,11 +23,14 @@ class _Bucket:
 
 
 class TestLimiter:
-    """``async with limiter.slot(tenant_id, cost)`` or :class:`RateLimitedError`."""
+    """``async with limiter.slot(tenant_id, cost)`` or :class:`RateLimitedError`.
+
+    ``what`` names what is limited in the refusal (the proxy limits requests per key)."""
 
     __test__ = False
 
-    def __init__(self, rate_per_minute: int, concurrency: int) -> None:
+    def __init__(self, rate_per_minute: int, concurrency: int, *, what: str = "tests") -> None:
+        self.what = what
         self.rate = rate_per_minute / 60.0
         self.burst = float(max(1, min(rate_per_minute, 60)))
         self.concurrency = concurrency
@@ -41,13 +44,12 @@ class TestLimiter:
         bucket.tokens = min(self.burst, bucket.tokens + (now - bucket.stamp) * self.rate)
         bucket.stamp = now
         if bucket.running + 1 > self.concurrency:
-            raise RateLimitedError(
-                f"at most {self.concurrency} tests may run at once for a tenant", retry_after=1.0
-            )
+            raise RateLimitedError(f"at most {self.concurrency} {self.what} may run at once", retry_after=1.0)
         if bucket.tokens < cost:
             wait = (cost - bucket.tokens) / self.rate
             raise RateLimitedError(
-                f"test rate limit reached ({round(self.rate * 60)} per minute)", retry_after=round(wait, 2)
+                f"rate limit reached: {round(self.rate * 60)} {self.what} per minute",
+                retry_after=round(wait, 2),
             )
         bucket.tokens -= cost
         return bucket

@@ -41,6 +41,12 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.uses = Counter(
+            "connectord_connector_uses_total",
+            "Connectors opened for use (docs/use.md) by purpose (proxy, gateway, checkout) and type.",
+            ["purpose", "connector_type"],
+            registry=self.registry,
+        )
         self.proxied = Counter(
             "connectord_proxy_requests_total",
             "Requests through the HTTP proxy by connector type, status answered and error kind "
@@ -48,6 +54,11 @@ class Metrics:
             ["connector_type", "status", "error_kind"],
             registry=self.registry,
         )
+        self._request_children: dict[tuple[str, str, int], tuple[Counter, Histogram]] = {}
+
+    def observe_use(self, purpose: str, connector_type: str) -> None:
+        """Count one use of a connector (proxy, gateway or checkout: the facade's use observer)."""
+        self.uses.labels(purpose, connector_type).inc()
 
     def observe_proxy(self, connector_type: str, status: int, error_kind: str) -> None:
         """Count one proxied request: the upstream's status, or the proxy's own problem."""
@@ -59,8 +70,16 @@ class Metrics:
 
     def observe_request(self, route: str, method: str, status: int, seconds: float) -> None:
         """Count one request."""
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route, method).observe(seconds)
+        key = (route, method, status)
+        children = self._request_children.get(key)
+        if children is None:
+            # labels() builds and checks its key on every call; the children it returns
+            # live as long as the registry, so one lookup per label set is enough. The set
+            # is bounded: route templates (or "unmatched") x methods x statuses.
+            children = (self.requests.labels(route, method, str(status)), self.latency.labels(route, method))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def observe_test(self, connector_type: str, result: TestResult) -> None:
         """Count one connector test."""

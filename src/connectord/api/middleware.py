@@ -21,6 +21,8 @@ access_log = logging.getLogger("connectord.access")
 logger = logging.getLogger("connectord.api")
 _REQUEST_ID = re.compile(rb"^[A-Za-z0-9._-]{1,64}$")
 _BODY_METHODS = {"POST", "PUT", "PATCH"}
+#: The HTTP proxy bounds its bodies itself (CONNECTORD_PROXY_MAX_BODY, docs/use.md).
+_OWN_BODY_LIMIT = re.compile(r"^/api/v1/connectors/[^/]+/proxy(/|$)")
 
 
 class RequestMiddleware:
@@ -60,7 +62,11 @@ class RequestMiddleware:
             await send(message)
 
         try:
-            if scope["method"] in _BODY_METHODS and (length is None or length < 0 or length > self.max_body):
+            if (
+                scope["method"] in _BODY_METHODS
+                and (length is None or length < 0 or length > self.max_body)
+                and not _OWN_BODY_LIMIT.match(scope["path"])
+            ):
                 receive = await self._buffer(receive, length)
             await self.app(scope, receive, send_with_id)
         except _TooLarge:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
+from connectord.admin import MAX_REACH_IDS, MAX_SELECTOR_PAIRS
 from connectord.definitions import MAX_CHECK_INTERVAL, MAX_FAILURE_THRESHOLD, MIN_CHECK_INTERVAL
 from connectord.model import TENANT_SCOPES, BulkTestStatus, ConnectorStatus, Scope
 from connectord.validation import portable_json
@@ -202,6 +203,20 @@ class TenantOut(BaseModel):
     id: str
     name: str
     created_at: datetime
+    checkout_enabled: bool = Field(description="Whether keys with connectors:use may check credentials out.")
+
+
+class TenantUpdate(BaseModel):
+    """Body of ``PUT /tenants/{tenant_id}``: the settings given change."""
+
+    model_config = _STRICT
+
+    checkout_enabled: bool | None = Field(
+        default=None,
+        strict=True,
+        description="false turns credential checkout (POST /connectors/{id}/credentials) off for "
+        "the whole tenant; the proxy and the MCP gateway keep working.",
+    )
 
 
 class TenantList(BaseModel):
@@ -219,6 +234,19 @@ class KeyCreate(BaseModel):
     scopes: list[Scope] = Field(
         default_factory=lambda: list(TENANT_SCOPES), min_length=1, max_length=len(Scope)
     )
+    connector_ids: list[str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REACH_IDS,
+        description="Narrow the key to these connectors of the tenant (docs/use.md).",
+    )
+    selector: dict[str, str] | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_SELECTOR_PAIRS,
+        description='Narrow the key to the connectors whose metadata holds each pair, e.g. {"team": '
+        '"payments"}; with connector_ids too, a connector matching either is covered.',
+    )
 
 
 class KeyCreated(BaseModel):
@@ -228,6 +256,8 @@ class KeyCreated(BaseModel):
     tenant_id: str
     api_key: str
     scopes: list[str]
+    connector_ids: list[str] | None = None
+    selector: dict[str, str] | None = None
 
 
 class KeyOut(BaseModel):
@@ -238,6 +268,8 @@ class KeyOut(BaseModel):
     scopes: list[str]
     created_at: datetime
     revoked_at: datetime | None
+    connector_ids: list[str] | None = Field(description="The key's connectors; null: not narrowed by ids.")
+    selector: dict[str, str] | None = Field(description="The key's selector; null: not narrowed by one.")
 
 
 class KeyList(BaseModel):

@@ -23,6 +23,7 @@ from connectord.model import (
     UNSET,
     AuditEvent,
     BulkTest,
+    Checkout,
     ConnectorInfo,
     HealthSummary,
     Page,
@@ -88,8 +89,24 @@ class Backend(ConnectorsAPI, Protocol):
         """Every tenant."""
         ...
 
-    async def create_key(self, tenant_id: str, name: str = "key", scopes: Sequence[str] = ...) -> NewKey:
-        """A new key."""
+    async def update_tenant(self, tenant_id: str, *, checkout_enabled: bool | None = None) -> TenantRecord:
+        """Change a tenant's settings."""
+        ...
+
+    async def create_key(
+        self,
+        tenant_id: str,
+        name: str = "key",
+        scopes: Sequence[str] = ...,
+        *,
+        connector_ids: Sequence[str] | None = None,
+        selector: Mapping[str, str] | None = None,
+    ) -> NewKey:
+        """A new key, narrowed to ``connector_ids`` and ``selector`` when given."""
+        ...
+
+    async def credentials(self, connector_id: str) -> Checkout:
+        """Check a connector's credentials out (audited)."""
         ...
 
     async def list_keys(self, tenant_id: str) -> list[ApiKey]:
@@ -296,17 +313,43 @@ class LocalBackend:
         """Every tenant."""
         return await self.admin.list_tenants()
 
+    async def update_tenant(self, tenant_id: str, *, checkout_enabled: bool | None = None) -> TenantRecord:
+        """Change a tenant's settings."""
+        if checkout_enabled is not None:
+            return await self.admin.set_checkout(tenant_id, checkout_enabled, actor=self.actor)
+        found = await self.admin.get_tenant(tenant_id)
+        if found is None:
+            raise NotFoundError("no such tenant")
+        return found
+
     async def create_key(
-        self, tenant_id: str, name: str = "key", scopes: Sequence[str] = TENANT_SCOPES
+        self,
+        tenant_id: str,
+        name: str = "key",
+        scopes: Sequence[str] = TENANT_SCOPES,
+        *,
+        connector_ids: Sequence[str] | None = None,
+        selector: Mapping[str, str] | None = None,
     ) -> NewKey:
-        """A new key."""
-        key = await self.admin.create_key(tenant_id, name=name, scopes=tuple(scopes), actor=self.actor)
-        return NewKey(key.key_id, key.tenant_id, key.api_key, key.scopes)
+        """A new key, narrowed to ``connector_ids`` and ``selector`` when given."""
+        key = await self.admin.create_key(
+            tenant_id,
+            name=name,
+            scopes=tuple(scopes),
+            actor=self.actor,
+            connector_ids=connector_ids,
+            selector=selector,
+        )
+        return NewKey(key.key_id, key.tenant_id, key.api_key, key.scopes, key.reach)
+
+    async def credentials(self, connector_id: str) -> Checkout:
+        """Check a connector's credentials out of the local store (audited as the CLI's user)."""
+        return await self.facade.checkout(connector_id, await self.tenant_id(), actor=self.actor)
 
     async def list_keys(self, tenant_id: str) -> list[ApiKey]:
         """A tenant's keys."""
         return [
-            ApiKey(k.id, k.name, k.scopes, k.created_at, k.revoked_at)
+            ApiKey(k.id, k.name, k.scopes, k.created_at, k.revoked_at, k.reach)
             for k in await self.admin.list_keys(tenant_id)
         ]
 

@@ -43,7 +43,8 @@ async def backend(ctx: typer.Context, tenant: str | None, *, keyed: bool = True)
         yield found
 
 
-def _is_id(ref: str) -> bool:
+def is_connector_id(ref: str) -> bool:
+    """Whether ``ref`` is spelled as a connector id (a UUID) rather than a name."""
     try:
         uuid.UUID(ref)
     except ValueError:
@@ -53,7 +54,7 @@ def _is_id(ref: str) -> bool:
 
 async def find_connector(api: Backend, ref: str) -> ConnectorInfo:
     """A connector by id or by name; :class:`NotFoundError` if neither matches."""
-    if _is_id(ref):
+    if is_connector_id(ref):
         info = await api.get_connector(ref)
         if info is not None:
             return info

@@ -1,4 +1,5 @@
-"""``connectord connectors ...``: list, get, register, update, delete, test, history."""
+"""``connectord connectors ...``: list, get, register, update, delete, test, history, and
+``credentials`` (``connectord.cli.credentials``)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from connectord.cli import render
 from connectord.cli.app import Code, run, stderr
 from connectord.cli.bulk import run_bulk
 from connectord.cli.common import TenantOpt, backend, find_connector, type_secrets
+from connectord.cli.credentials import credentials
 from connectord.cli.inputs import (
     ConfigFileOpt,
     ConfigOpt,
@@ -386,3 +388,6 @@ def history(
         render.emit([r.to_dict() for r in page.items], output, lambda: render.history_table(page.items))
 
     run(ctx, work)
+
+
+app.command("credentials")(credentials)

@@ -29,6 +29,13 @@ class LogFormat(enum.StrEnum):
     JSON = "json"
 
 
+class Switch(enum.StrEnum):
+    """A setting turned on or off."""
+
+    ON = "on"
+    OFF = "off"
+
+
 tenants_app = typer.Typer(help="Create and list tenants.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 secrets_app = typer.Typer(help="Manage the encryption of stored secrets.", no_args_is_help=True)
@@ -145,6 +152,34 @@ def tenants_create(
     run(ctx, work)
 
 
+@tenants_app.command("update")
+def tenants_update(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The tenant's name or id.", metavar="NAME_OR_ID")],
+    checkout: Annotated[
+        Switch | None,
+        typer.Option(
+            "--checkout",
+            help="off: refuse every credential checkout of the tenant (the proxy and the MCP "
+            "gateway keep working); on: allow it again.",
+        ),
+    ] = None,
+    output: OutputOpt = Output.TABLE,
+) -> None:
+    """Change a tenant's settings. With --url this needs a key with the admin scope.
+
+    [dim]connectord tenants update acme --checkout off[/dim]
+    """
+
+    async def work() -> None:
+        async with backend(ctx, name, keyed=False) as api:
+            enabled = None if checkout is None else checkout is Switch.ON
+            found = await api.update_tenant(await api.tenant_id(), checkout_enabled=enabled)
+        render.emit(render.tenant_dict(found), output, lambda: render.tenants_table([found]))
+
+    run(ctx, work)
+
+
 @tenants_app.command("list")
 def tenants_list(ctx: typer.Context, output: OutputOpt = Output.TABLE) -> None:
     """List tenants."""
@@ -168,14 +203,42 @@ def keys_create(
             help=f"A scope (repeat for more): {', '.join(SCOPES)}. Default: the three connectors scopes.",
         ),
     ] = None,
+    connectors: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--connector",
+            help="Narrow the key to this connector id (repeat for more); other ids answer 404.",
+            metavar="ID",
+        ),
+    ] = None,
+    selectors: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--selector",
+            help="Narrow the key to connectors whose metadata has KEY=VALUE (repeat: all must match). "
+            "With --connector too, a connector matching either is covered.",
+            metavar="KEY=VALUE",
+        ),
+    ] = None,
     tenant: TenantOpt = None,
     key_only: KeyOnly = False,
 ) -> None:
-    """Create an API key; prints {"key_id", "tenant_id", "api_key", "scopes"} as JSON (shown once)."""
+    """Create an API key; prints {"key_id", "tenant_id", "api_key", "scopes", "connector_ids",
+    "selector"} as JSON (shown once).
+
+    [dim]connectord keys create --tenant acme --scope connectors:use --selector team=payments[/dim]
+    """
+    selector = parse_selector(selectors) if selectors else None
 
     async def work() -> None:
         async with backend(ctx, tenant, keyed=False) as api:
-            key = await api.create_key(await api.tenant_id(), name, tuple(scopes or TENANT_SCOPES))
+            key = await api.create_key(
+                await api.tenant_id(),
+                name,
+                tuple(scopes or TENANT_SCOPES),
+                connector_ids=connectors or None,
+                selector=selector,
+            )
         if key_only:
             stdout().out(key.api_key, highlight=False)
         else:
@@ -185,10 +248,27 @@ def keys_create(
                     "tenant_id": key.tenant_id,
                     "api_key": key.api_key,
                     "scopes": list(key.scopes),
+                    **key.reach.to_dict(),
                 }
             )
 
     run(ctx, work)
+
+
+def parse_selector(pairs: list[str]) -> dict[str, str]:
+    """``--selector`` values (``team=payments``) as a selector; a bad one is a usage error
+    naming the flag (the server checks the rest: lengths, the number of pairs)."""
+    selector: dict[str, str] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.strip() or not value:
+            raise typer.BadParameter(
+                f"{pair!r} is not KEY=VALUE (e.g. team=payments)", param_hint="--selector"
+            )
+        if key in selector and selector[key] != value:
+            raise typer.BadParameter(f"{key!r} is given twice with different values", param_hint="--selector")
+        selector[key] = value
+    return selector
 
 
 @keys_app.command("list")

@@ -21,6 +21,7 @@ from connectord.model import (
     AuditEvent,
     ConnectorInfo,
     HealthSummary,
+    Reach,
     TenantRecord,
     TestResult,
 )
@@ -235,30 +236,46 @@ def audit_table(items: Sequence[AuditEvent], names: Mapping[str, str]) -> Render
 
 def tenants_table(items: Sequence[TenantRecord]) -> RenderableType:
     """``tenants list``."""
-    table = _table("NAME", "ID", "CREATED")
+    table = _table("NAME", "ID", "CREATED", "CHECKOUT")
     for t in items:
-        table.add_row(Text(t.name, style="bold"), _plain(t.id), _plain(when(t.created_at)))
+        checkout = "on" if t.checkout_enabled else "off"
+        table.add_row(Text(t.name, style="bold"), _plain(t.id), _plain(when(t.created_at)), _plain(checkout))
     return table
 
 
 def keys_table(items: Sequence[ApiKey]) -> RenderableType:
     """``keys list``."""
-    table = _table("NAME", "ID", "SCOPES", "CREATED", "REVOKED")
+    table = _table("NAME", "ID", "SCOPES", "REACH", "CREATED", "REVOKED")
     for k in items:
         style = "dim strike" if k.revoked_at else ""
         table.add_row(
             Text(k.name, style=style or "bold"),
             _plain(k.id),
             _plain(", ".join(k.scopes)),
+            _plain(reach_text(k.reach)),
             _plain(when(k.created_at)),
             _plain(when(k.revoked_at) if k.revoked_at else None),
         )
     return table
 
 
+def reach_text(reach: Reach) -> str:
+    """A key's reach as people read it: ``whole tenant``, or its ids and selector."""
+    if not reach.narrowed:
+        return "whole tenant"
+    parts = [f"{len(reach.connector_ids)} connector(s)"] if reach.connector_ids is not None else []
+    parts += [",".join(f"{k}={v}" for k, v in reach.selector)] if reach.selector is not None else []
+    return " or ".join(parts)
+
+
 def tenant_dict(t: TenantRecord) -> dict[str, Any]:
     """A tenant for JSON/YAML output."""
-    return {"id": t.id, "name": t.name, "created_at": t.created_at.isoformat()}
+    return {
+        "id": t.id,
+        "name": t.name,
+        "created_at": t.created_at.isoformat(),
+        "checkout_enabled": t.checkout_enabled,
+    }
 
 
 def key_dict(k: ApiKey) -> dict[str, Any]:
@@ -269,6 +286,7 @@ def key_dict(k: ApiKey) -> dict[str, Any]:
         "scopes": list(k.scopes),
         "created_at": k.created_at.isoformat(),
         "revoked_at": k.revoked_at.isoformat() if k.revoked_at else None,
+        **k.reach.to_dict(),
     }
 
 

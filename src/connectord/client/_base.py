@@ -6,7 +6,7 @@ import os
 import random
 from importlib.metadata import PackageNotFoundError, version
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import quote, urlsplit, urlunsplit
 
 import httpx
 
@@ -92,6 +92,15 @@ class ClientBase:
             f"the connection to {_display(self.base_url)} {what} ({type(exc).__name__}); "
             "is the server running?"
         )
+
+    def _proxy_args(self, connector_id: str, verify: bool | str, options: dict[str, Any]) -> dict[str, Any]:
+        """The arguments of an httpx client on a connector's proxy (``proxy()``): its base
+        URL, this client's key and user agent (no ``Accept``: the upstream's formats are
+        the caller's choice), the request timeout; ``options`` override them."""
+        headers = {k: v for k, v in self._headers.items() if k != "Accept"}
+        headers |= options.pop("headers", None) or {}
+        base = f"{self.base_url}connectors/{quote(connector_id, safe='')}/proxy/"
+        return {"base_url": base, "headers": headers, "timeout": self.timeout, "verify": verify, **options}
 
     def _request_args(self, call: Call[Any]) -> dict[str, Any]:
         return {

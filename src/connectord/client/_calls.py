@@ -23,6 +23,7 @@ from connectord.client._models import (
     api_key_from_dict,
     audit_from_dict,
     bulk_test_from_dict,
+    checkout_from_dict,
     connector_from_dict,
     delivery_from_dict,
     health_from_dict,
@@ -36,10 +37,12 @@ from connectord.model import (
     UNSET,
     AuditEvent,
     BulkTest,
+    Checkout,
     ConnectorInfo,
     DeliveryInfo,
     HealthSummary,
     Page,
+    Reach,
     SecretState,
     TenantRecord,
     TestResult,
@@ -249,14 +252,35 @@ class Calls:
         return Call("GET", "tenants", items_of(tenant_from_dict), retry=True)
 
     @staticmethod
-    def create_key(tenant_id: str, name: str, scopes: Sequence[str]) -> Call[NewKey]:
+    def update_tenant(tenant_id: str, checkout_enabled: bool | None) -> Call[TenantRecord]:
+        body = _clean({"checkout_enabled": checkout_enabled})
+        return Call(
+            "PUT",
+            f"tenants/{_id(tenant_id)}",
+            lambda r: tenant_from_dict(read_json(r)),
+            body=body,
+            retry=True,
+        )
+
+    @staticmethod
+    def create_key(
+        tenant_id: str,
+        name: str,
+        scopes: Sequence[str],
+        connector_ids: Sequence[str] | None = None,
+        selector: Mapping[str, str] | None = None,
+    ) -> Call[NewKey]:
         def read(resp: httpx.Response) -> NewKey:
             body = read_json(resp)
-            return NewKey(body["key_id"], body["tenant_id"], body["api_key"], tuple(body["scopes"]))
+            reach = Reach.from_dict(body)
+            return NewKey(body["key_id"], body["tenant_id"], body["api_key"], tuple(body["scopes"]), reach)
 
-        return Call(
-            "POST", f"tenants/{_id(tenant_id)}/keys", read, body={"name": name, "scopes": list(scopes)}
-        )
+        body: dict[str, Any] = {"name": name, "scopes": list(scopes)}
+        if connector_ids is not None:
+            body["connector_ids"] = list(connector_ids)
+        if selector is not None:
+            body["selector"] = dict(selector)
+        return Call("POST", f"tenants/{_id(tenant_id)}/keys", read, body=body)
 
     @staticmethod
     def list_keys(tenant_id: str) -> Call[list[ApiKey]]:
@@ -305,6 +329,14 @@ class Calls:
             lambda r: {str(k): str(v) for k, v in dict(read_json(r)["fingerprints"]).items()},
             body={"values": dict(values)},
             retry=True,
+        )
+
+    # use (docs/use.md)
+    @staticmethod
+    def credentials(connector_id: str) -> Call[Checkout]:
+        # Not retried: each checkout is audited, and a lost answer is simply asked again.
+        return Call(
+            "POST", f"connectors/{_id(connector_id)}/credentials", lambda r: checkout_from_dict(read_json(r))
         )
 
     @staticmethod

@@ -9,11 +9,14 @@ from typing import Any, TypeVar
 
 from connectord.errors import ConnectordError
 from connectord.model import (
+    WHOLE_TENANT,
     AuditEvent,
     BulkTest,
+    Checkout,
     ConnectorInfo,
     DeliveryInfo,
     HealthSummary,
+    Reach,
     SecretState,
     TenantRecord,
     TestResult,
@@ -41,6 +44,8 @@ class NewKey:
     tenant_id: str
     api_key: str = field(repr=False)
     scopes: tuple[str, ...] = ()
+    #: The connectors the key covers (``docs/use.md``); the whole tenant unless narrowed.
+    reach: Reach = WHOLE_TENANT
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,6 +57,7 @@ class ApiKey:
     scopes: tuple[str, ...]
     created_at: datetime
     revoked_at: datetime | None = None
+    reach: Reach = WHOLE_TENANT
 
 
 def _dt(value: Any) -> datetime | None:
@@ -84,14 +90,26 @@ def tenant_from_dict(data: Mapping[str, Any]) -> TenantRecord:
     created = _dt(data.get("created_at"))
     if created is None:
         raise ConnectordError("the server sent a tenant without created_at")
-    return TenantRecord(data["id"], data["name"], created)
+    return TenantRecord(data["id"], data["name"], created, bool(data.get("checkout_enabled", True)))
 
 
 def api_key_from_dict(data: Mapping[str, Any]) -> ApiKey:
     created = _dt(data.get("created_at"))
     if created is None:
         raise ConnectordError("the server sent a key without created_at")
-    return ApiKey(data["id"], data["name"], tuple(data["scopes"]), created, _dt(data.get("revoked_at")))
+    return ApiKey(
+        data["id"],
+        data["name"],
+        tuple(data["scopes"]),
+        created,
+        _dt(data.get("revoked_at")),
+        _parsed(Reach.from_dict, data, "key reach"),
+    )
+
+
+def checkout_from_dict(data: Mapping[str, Any]) -> Checkout:
+    """A :class:`Checkout` from the answer of ``POST /connectors/{id}/credentials``."""
+    return _parsed(Checkout.from_dict, data, "checkout")
 
 
 def secret_states_from_dict(data: Mapping[str, Any]) -> dict[str, SecretState]:

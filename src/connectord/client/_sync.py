@@ -17,6 +17,7 @@ from connectord.model import (
     UNSET,
     AuditEvent,
     BulkTest,
+    Checkout,
     ConnectorInfo,
     DeliveryInfo,
     HealthSummary,
@@ -52,6 +53,7 @@ class Client(ClientBase):
         verify: bool | str = True,
     ) -> None:
         super().__init__(base_url, api_key, timeout, test_timeout, retries, backoff)
+        self._verify = verify
         self._http = httpx.Client(
             base_url=self.base_url, headers=self._headers, transport=transport, verify=verify
         )
@@ -80,6 +82,18 @@ class Client(ClientBase):
                     return call.finish(resp, retried=attempt > 0)
                 time.sleep(self._delay(attempt, resp))
             attempt += 1
+
+    def proxy(self, connector_id: str, **options: Any) -> httpx.Client:
+        """An ``httpx.Client`` on the connector's proxy (``/api/v1/connectors/{id}/proxy/``),
+        authenticated with this client's key (which needs ``connectors:use``): a request to
+        ``"v1/items"`` reaches the connector's endpoint followed by ``v1/items``, with the
+        connector's credentials added by the server, which the caller never sees.
+        ``options`` go to the httpx client (``timeout``, ``headers``, ``transport``...).
+        The upstream's answers come back as they are; the proxy's own failures are
+        problem documents (502, 504 for a timeout, 405 for a method the connector does
+        not allow): :func:`connectord.client.error_from_response` turns one into the
+        core's error. Close it when done (``with client.proxy(id) as http: ...``)."""
+        return httpx.Client(**self._proxy_args(connector_id, self._verify, options))
 
     # connectors
     def list_connectors(
@@ -222,6 +236,14 @@ class Client(ClientBase):
         """A bulk test's progress and, once over, its summary; ``None`` if there is none."""
         return self._run(Calls.bulk_test(bulk_id))
 
+    # use (docs/use.md; the key needs ``connectors:use``)
+    def credentials(self, connector_id: str) -> Checkout:
+        """Check the connector's credentials out: its endpoint and config with every secret
+        revealed, and a DSN where the type has one (sql, stream). Audited on the server; keep
+        the answer in memory only. ``http`` and ``mcp`` connectors are refused
+        (:class:`~connectord.errors.NotCheckedOutError`): use :meth:`proxy` and the MCP gateway."""
+        return self._run(Calls.credentials(connector_id))
+
     # admin (needs a key with the ``admin`` scope)
     def create_tenant(self, name: str) -> NewTenant:
         """A new tenant and its first API key."""
@@ -231,9 +253,23 @@ class Client(ClientBase):
         """Every tenant."""
         return self._run(Calls.list_tenants())
 
-    def create_key(self, tenant_id: str, name: str = "key", scopes: Sequence[str] = TENANT_SCOPES) -> NewKey:
-        """A new API key for a tenant."""
-        return self._run(Calls.create_key(tenant_id, name, scopes))
+    def update_tenant(self, tenant_id: str, *, checkout_enabled: bool | None = None) -> TenantRecord:
+        """Change a tenant's settings: ``checkout_enabled=False`` turns credential checkout
+        off for the whole tenant (``docs/use.md``)."""
+        return self._run(Calls.update_tenant(tenant_id, checkout_enabled))
+
+    def create_key(
+        self,
+        tenant_id: str,
+        name: str = "key",
+        scopes: Sequence[str] = TENANT_SCOPES,
+        *,
+        connector_ids: Sequence[str] | None = None,
+        selector: Mapping[str, str] | None = None,
+    ) -> NewKey:
+        """A new API key for a tenant; ``connector_ids`` and ``selector`` (``{"team":
+        "payments"}``) narrow it to those connectors (``docs/use.md``)."""
+        return self._run(Calls.create_key(tenant_id, name, scopes, connector_ids, selector))
 
     def list_keys(self, tenant_id: str) -> list[ApiKey]:
         """A tenant's keys (never their values)."""

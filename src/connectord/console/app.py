@@ -125,6 +125,14 @@ class Console:
             principal = await self.services.admin.authenticate(api_key if isinstance(api_key, str) else None)
         except AuthenticationError:
             return self._sign_in_form(request, 401, "This API key is not valid (or it was revoked).")
+        if principal.reach.narrowed:
+            # The console's pages are the whole tenant's (its audit, webhooks, batch tests):
+            # a key made for some connectors works through the API, the SDK and the CLI.
+            return self._sign_in_form(
+                request,
+                403,
+                "This API key is narrowed to some connectors: use it with the API, not the console.",
+            )
         tenant = await self.services.admin.get_tenant(principal.tenant_id)
         assert isinstance(api_key, str)  # authenticate accepted it
         session = self.services.sessions.create(

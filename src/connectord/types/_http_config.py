@@ -126,6 +126,11 @@ class OAuth2RefreshToken(_AuthModel):
 
 #: The auth kinds whose access tokens come from a token endpoint.
 OAuth2Auth = OAuth2ClientCredentials | OAuth2RefreshToken
+#: The ``ProbeContext.options`` key of a saved connector's token source: an async callable
+#: ``(auth, tls_verify, ca_pem) -> access token`` (the facade's broker, which keeps the
+#: tokens with the connector). A refresh token is only ever spent through it, since a
+#: rotated one must be stored; without it (an unsaved definition) the test is refused.
+OAUTH_TOKEN = "oauth_token"  # noqa: S105 - an option name, not a token
 
 HttpAuth = Annotated[
     NoAuth | BasicAuth | BearerAuth | ApiKeyAuth | OAuth2ClientCredentials | OAuth2RefreshToken,

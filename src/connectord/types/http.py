@@ -31,17 +31,19 @@ from connectord.network.failures import aiohttp_error_kind, error_text
 from connectord.network.lean_http import Request, Response, TransportError, fetch
 from connectord.network.tls import certificate_details
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
-from connectord.redaction import redact_url, scrub, scrub_text
+from connectord.redaction import Scrubber, redact_url
 from connectord.timing import ms_between
 from connectord.types._http_config import (
     HTTP_TOKEN,
     MAX_REDIRECTS,
+    OAUTH_TOKEN,
     ApiKeyAuth,
     BasicAuth,
     BearerAuth,
     HttpConfig,
     NoAuth,
     OAuth2ClientCredentials,
+    OAuth2RefreshToken,
     is_credential_header,
 )
 from connectord.types.endpoint import EndpointRule
@@ -134,10 +136,22 @@ class _Run:
     redirects: list[dict[str, Any]] = field(default_factory=list)
     phases: dict[str, float] = field(default_factory=dict)
     where: str = ""
+    #: Built once per run (and again when a token joins the secrets): a probe scrubs often.
+    scrubber: Scrubber | None = None
+
+    def add_secret(self, value: str) -> None:
+        """Keep ``value`` (a token fetched during the run) out of every text too."""
+        self.secrets.append(value)
+        self.scrubber = None
+
+    def _scrubber(self) -> Scrubber:
+        if self.scrubber is None:
+            self.scrubber = Scrubber(self.secrets)
+        return self.scrubber
 
     def scrub(self, text: str) -> str:
         """The text with every secret, in every encoding, replaced."""
-        return scrub_text(text, self.secrets)
+        return self._scrubber().text(text) if self.secrets else text
 
     def shown(self, url: URL) -> str:
         """A URL as reported: no user info, credential parameters masked by name, no secret."""
@@ -148,7 +162,10 @@ class _Run:
     def clean(self, details: dict[str, Any]) -> dict[str, Any]:
         """``details`` scrubbed of every secret, including an access token fetched during the
         run, which the runner never sees: a server may echo it into any header we report."""
-        return scrub(details, self.secrets)
+        if not self.secrets:
+            return details
+        scrubbed: dict[str, Any] = self._scrubber().details(details)
+        return scrubbed
 
     def details(self) -> dict[str, Any]:
         """What the run learned so far."""
@@ -308,7 +325,22 @@ async def _fetch_token(run: _Run, auth: OAuth2ClientCredentials) -> str:
     token_type = str(payload.get("token_type", "bearer")).lower()
     if not isinstance(token, str) or not token or token_type != "bearer":  # noqa: S105 - a token type name
         raise ProbeError(ErrorKind.PROTOCOL, "the token endpoint gave no bearer access_token")
-    run.secrets.append(token)
+    run.add_secret(token)
+    return token
+
+
+async def _stored_token(run: _Run, auth: OAuth2RefreshToken) -> str:
+    """The saved connector's access token, from the token source the runner was given."""
+    source = run.ctx.options.get(OAUTH_TOKEN)
+    if source is None:
+        raise ProbeError(
+            ErrorKind.INVALID_CONFIG,
+            "a refresh-token connector is tested once saved: its access tokens are kept with it",
+        )
+    started = time.perf_counter()
+    token: str = await source(auth, run.config.tls_verify, run.config.ca_pem)
+    run.phases["auth_ms"] = ms_between(started, time.perf_counter())
+    run.add_secret(token)
     return token
 
 
@@ -334,6 +366,8 @@ async def _exchange(run: _Run) -> dict[str, Any]:
     credentials |= _auth_headers(config, run.origin.user, run.origin.password)
     if isinstance(config.auth, OAuth2ClientCredentials):
         credentials["Authorization"] = f"Bearer {await _fetch_token(run, config.auth)}"
+    elif isinstance(config.auth, OAuth2RefreshToken):
+        credentials["Authorization"] = f"Bearer {await _stored_token(run, config.auth)}"
     for _ in range(MAX_REDIRECTS + 1):
         trusted = _same_origin(run.origin, url)
         headers = CIMultiDict(plain)

@@ -22,7 +22,7 @@ import ssl
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, ClassVar, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Literal
 from urllib.parse import urlsplit
 
 from pydantic import Field, SecretStr, field_validator, model_validator
@@ -33,6 +33,7 @@ from connectord.network.egress import EgressPolicy, parse_ip_literal
 from connectord.network.tls import CaPem, tls_context, tls_error
 from connectord.plugin import ConnectorConfig, ConnectorType, ProbeContext, ProbeError, ProbeOutcome
 from connectord.redaction import scrub_text
+from connectord.types._http_config import OAUTH_TOKEN, OAuth2ClientCredentials, OAuth2RefreshToken
 from connectord.types.endpoint import EndpointRule
 
 if TYPE_CHECKING:
@@ -66,6 +67,10 @@ def is_secret_header(name: str) -> bool:
     return lowered in _SECRET_HEADER_NAMES or any(word in lowered for word in _SECRET_HEADER_WORDS)
 
 
+#: The OAuth 2.0 grants an mcp connector may hold (the http type's models).
+McpOAuth = Annotated[OAuth2ClientCredentials | OAuth2RefreshToken, Field(discriminator="kind")]
+
+
 class McpConfig(ConnectorConfig):
     """Config of an ``mcp`` connector. The endpoint is the server's URL (``https://host/mcp``)."""
 
@@ -83,6 +88,12 @@ class McpConfig(ConnectorConfig):
     )
     bearer_token: SecretStr | None = Field(
         default=None, description="Sent as 'Authorization: Bearer <token>' (write-only)."
+    )
+    oauth: McpOAuth | None = Field(
+        default=None,
+        description="OAuth 2.0 client credentials or a refresh token: connectord obtains the access "
+        "tokens (refreshed before they expire, once across replicas) and sends each as "
+        "'Authorization: Bearer <token>'.",
     )
     tls_verify: bool = Field(default=True, description="Verify the server certificate and name (https).")
     ca_pem: CaPem = Field(
@@ -125,24 +136,43 @@ class McpConfig(ConnectorConfig):
 
     @model_validator(mode="after")
     def _one_authorization(self) -> McpConfig:
-        if self.bearer_token is not None and any(k.lower() == "authorization" for k in self.secret_headers):
-            raise ValueError("set bearer_token or an Authorization header, not both")
+        given = [
+            name
+            for name, present in (
+                ("bearer_token", self.bearer_token is not None),
+                ("an Authorization header", any(k.lower() == "authorization" for k in self.secret_headers)),
+                ("oauth", self.oauth is not None),
+            )
+            if present
+        ]
+        if len(given) > 1:
+            both = " and ".join(given)
+            raise ValueError(f"set one of bearer_token, an Authorization header and oauth, not {both}")
         return self
 
-    def request_headers(self) -> dict[str, str]:
-        """Every header the probe sends, secrets revealed (only ever handed to the HTTP client)."""
+    def request_headers(self, access_token: str | None = None) -> dict[str, str]:
+        """Every header the client sends, secrets revealed (only ever handed to the HTTP
+        client); ``access_token``: the OAuth 2.0 token obtained for ``oauth``."""
         headers = dict(self.headers)
         headers.update({k: v.get_secret_value() for k, v in self.secret_headers.items()})
-        if self.bearer_token is not None:
-            headers["Authorization"] = f"Bearer {self.bearer_token.get_secret_value()}"
+        token = self.bearer_token.get_secret_value() if self.bearer_token is not None else access_token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
         return headers
 
     def secret_values(self) -> list[str]:
         """The secret strings, so error texts can be scrubbed of them."""
         values = [v.get_secret_value() for v in self.secret_headers.values()]
-        if self.bearer_token is not None:
-            values.append(self.bearer_token.get_secret_value())
+        for secret in (self.bearer_token, self.password, *_oauth_secrets(self.oauth)):
+            if secret is not None:
+                values.append(secret.get_secret_value())
         return [v for v in values if v]
+
+
+def _oauth_secrets(oauth: McpOAuth | None) -> list[SecretStr | None]:
+    if isinstance(oauth, OAuth2RefreshToken):
+        return [oauth.client_secret, oauth.refresh_token]
+    return [oauth.client_secret] if oauth is not None else []
 
 
 @dataclass
@@ -431,36 +461,44 @@ class McpType(ConnectorType):
 
     async def probe(self, ctx: ProbeContext) -> ProbeOutcome:
         """Open a session, negotiate the protocol, list what the server offers."""
+        from mcp.shared.exceptions import MCPError
+
         config = ctx.config
         assert isinstance(config, McpConfig)
-        url, host, port = _parse_url(ctx.endpoint)
-        deadline = asyncio.get_running_loop().time() + ctx.timeout
-        phases: dict[str, float] = {}
-        start = time.perf_counter()
+        secrets = config.secret_values()
         try:
-            async with asyncio.timeout_at(deadline):
-                destinations = await ctx.network.resolve(host, port)
-        except TimeoutError as exc:
-            raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s (resolving)") from exc
-        phases["resolve_ms"] = _ms(start)
-        transport = _pinned_transport_class()(
-            ctx.network.egress,
-            {(host, port): destinations[0].address},
-            ctx.network.tls(config.tls_verify, config.ca_pem, _ALPN),
-        )
-        try:
-            async with asyncio.timeout_at(deadline), _refused_other_origin():
-                details, tools = await _run(ctx, config, url, transport, phases)
+            async with asyncio.timeout(ctx.timeout):
+                token = await _access_token(ctx, config)
+                secrets += [token] if token else []
+                async with open_client(
+                    ctx.network, ctx.endpoint, config, ctx.timeout, "connectord-probe", token
+                ) as opened:
+                    details, tools = await _session(opened.client, opened.phases)
         except TimeoutError as exc:
             error = ProbeError(ErrorKind.TIMEOUT, f"no answer within {ctx.timeout:g} s")
-            raise _scrub(error, config.secret_values()) from exc
-        except Exception as exc:
-            raise _scrub(map_mcp_error(exc, transport.traffic), config.secret_values()) from exc
-        finally:
-            await transport.aclose()
-        details.update(transport=config.transport, address=destinations[0].address, port=port, phases=phases)
+            raise _scrub(error, secrets) from exc
+        except MCPError as exc:  # the server answered a listing with an error (already scrubbed)
+            raise _mcp_error(exc) from exc
+        details.update(
+            transport=config.transport, address=opened.address, port=opened.port, phases=opened.phases
+        )
         capabilities = mcp_capabilities(tools, details["resource_count"], details["prompt_count"])
         return ProbeOutcome(details=details, capabilities=capabilities)
+
+
+async def _access_token(ctx: ProbeContext, config: McpConfig) -> str | None:
+    """The access token of ``config.oauth`` from the saved connector's token source (the
+    facade's broker, which keeps it with the connector); None without ``oauth``."""
+    if config.oauth is None:
+        return None
+    source = ctx.options.get(OAUTH_TOKEN)
+    if source is None:
+        raise ProbeError(
+            ErrorKind.INVALID_CONFIG,
+            "an OAuth 2.0 mcp connector is tested once saved: its access tokens are kept with it",
+        )
+    token: str = await source(config.oauth, config.tls_verify, config.ca_pem)
+    return token
 
 
 #: The TLS protocols the SDK's HTTP client offers (httpcore sets them on the context it is given).
@@ -518,16 +556,6 @@ async def _refused_other_origin() -> Any:
         _ON_OTHER_ORIGIN.reset(token)
 
 
-async def _run(
-    ctx: ProbeContext, config: McpConfig, url: str, transport: Any, phases: dict[str, float]
-) -> tuple[dict[str, Any], list[Any]]:
-    start = time.perf_counter()
-    async with contextlib.AsyncExitStack() as stack:
-        session = await _enter_client(stack, config, url, transport, ctx.timeout, "connectord-probe")
-        phases["connect_ms"] = _ms(start)
-        return await _session(session, phases)
-
-
 async def _enter_client(
     stack: contextlib.AsyncExitStack,
     config: McpConfig,
@@ -535,6 +563,7 @@ async def _enter_client(
     transport: Any,
     bound: float,
     client_name: str,
+    access_token: str | None,
 ) -> Any:
     """An SDK ``Client`` on ``transport``, its session open, closed with ``stack``."""
     import httpx2
@@ -551,7 +580,7 @@ async def _enter_client(
         # The SDK's SSE transport calls this with its own defaults; ours (and the bound) win.
         return httpx2.AsyncClient(
             transport=transport,
-            headers=config.request_headers(),
+            headers=config.request_headers(access_token),
             timeout=httpx2.Timeout(bound),
             trust_env=False,
             follow_redirects=False,
@@ -574,36 +603,100 @@ async def _enter_client(
     return session
 
 
+def _said_by_server(exc: Any, statuses: list[int]) -> bool:
+    """Whether an SDK ``MCPError`` is a JSON-RPC error the server answered (which it
+    may send with a 4xx or 5xx status), not one the SDK's client made up for a failed
+    exchange (a closed stream, an HTTP error without a JSON-RPC body, a refused key)."""
+    from mcp_types import (
+        CONNECTION_CLOSED,
+        INTERNAL_ERROR,
+        INVALID_REQUEST,
+        METHOD_NOT_FOUND,
+        PARSE_ERROR,
+        REQUEST_TIMEOUT,
+    )
+
+    stand_ins = {
+        (INTERNAL_ERROR, "Server returned an error response"),
+        (METHOD_NOT_FOUND, "Not Found"),
+        (INVALID_REQUEST, "Session terminated"),
+    }
+    if exc.code in {CONNECTION_CLOSED, PARSE_ERROR, REQUEST_TIMEOUT} or (exc.code, exc.message) in stand_ins:
+        return False
+    if str(exc.message).startswith("Unexpected content type"):
+        return False
+    return not any(s in {401, 403, 407} for s in statuses)
+
+
+@dataclass(frozen=True, slots=True)
+class OpenedSession:
+    """An SDK ``Client`` with its session open, the checked address it reached, and
+    the time of each step so far (``resolve_ms``, ``connect_ms``)."""
+
+    client: Any
+    address: str
+    port: int
+    phases: dict[str, float]
+
+
 @contextlib.asynccontextmanager
 async def open_client(
-    network: Network, endpoint: str | None, config: McpConfig, bound: float, client_name: str
-) -> AsyncIterator[Any]:
-    """An SDK ``Client`` session on a connector's server, as the probe opens it: the host
+    network: Network,
+    endpoint: str | None,
+    config: McpConfig,
+    bound: float,
+    client_name: str,
+    access_token: str | None = None,
+) -> AsyncIterator[OpenedSession]:
+    """A session on a connector's server, for the probe and the MCP gateway: the host
     resolved and checked by the egress policy, every request sent to the checked address
     (:class:`PinnedTransport`), the config's headers and TLS settings, no redirects.
 
-    Every failure inside the block (opening the session, or a request made on it) is
-    raised as a :class:`ProbeError` whose message is scrubbed of the config's secrets.
+    A JSON-RPC error the server answered to a request made in the block (which it may
+    send with a 4xx or 5xx status) is raised as the SDK's ``MCPError``, its message
+    scrubbed of the config's secrets and its data dropped: the server's own answer, for
+    the caller to pass on or map. Every other failure (opening the session, or the
+    exchange itself) is raised as a :class:`ProbeError`, its message scrubbed the same way.
     ``bound`` (seconds) bounds the resolution and each HTTP exchange; callers bound the whole.
+    ``access_token`` is the OAuth 2.0 token of ``config.oauth``, obtained by the caller.
     """
+    from mcp.shared.exceptions import MCPError
+
+    secrets = [*config.secret_values(), *([access_token] if access_token else [])]
+
     url, host, port = _parse_url(endpoint)
+    phases: dict[str, float] = {}
+    start = time.perf_counter()
     try:
         async with asyncio.timeout(bound):
             destinations = await network.resolve(host, port)
     except TimeoutError as exc:
         raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {bound:g} s (resolving)") from exc
+    phases["resolve_ms"] = _ms(start)
+    address = destinations[0].address
     transport = _pinned_transport_class()(
-        network.egress,
-        {(host, port): destinations[0].address},
-        network.tls(config.tls_verify, config.ca_pem, _ALPN),
+        network.egress, {(host, port): address}, network.tls(config.tls_verify, config.ca_pem, _ALPN)
     )
+    answered: MCPError | None = None
     try:
         async with contextlib.AsyncExitStack() as stack, _refused_other_origin():
-            yield await _enter_client(stack, config, url, transport, bound, client_name)
+            start = time.perf_counter()
+            client = await _enter_client(stack, config, url, transport, bound, client_name, access_token)
+            phases["connect_ms"] = _ms(start)
+            opened = len(transport.traffic.statuses)
+            try:
+                yield OpenedSession(client, address, port, phases)
+            except MCPError as exc:
+                if not _said_by_server(exc, transport.traffic.statuses[opened:]):
+                    raise
+                # Kept aside: raised inside the block, the session's task group would wrap it.
+                answered = MCPError(exc.code, scrub_text(exc.message, secrets))
     except TimeoutError as exc:
         error = ProbeError(ErrorKind.TIMEOUT, f"no answer within {bound:g} s")
-        raise _scrub(error, config.secret_values()) from exc
+        raise _scrub(error, secrets) from exc
     except Exception as exc:
-        raise _scrub(map_mcp_error(exc, transport.traffic), config.secret_values()) from exc
+        raise _scrub(map_mcp_error(exc, transport.traffic), secrets) from exc
     finally:
         await transport.aclose()
+    if answered is not None:
+        raise answered

@@ -3,8 +3,10 @@
 - :mod:`.proxy`: the credential-injecting HTTP proxy behind
   ``/api/v1/connectors/{id}/proxy/{path}`` (above the facade: it asks the facade
   for the connector, then forwards through the egress policy).
+- :mod:`.gateway`: the MCP gateway behind ``/api/v1/mcp`` (above the facade, as
+  the proxy is), and :mod:`.gateway_names`, how it names what it exposes.
 - :mod:`.oauth`: the OAuth 2.0 token broker (below the facade: it keeps access
   tokens encrypted in the store and refreshes them once across replicas).
 
-The package imports neither on purpose: they sit in different layers.
+The package imports none of them on purpose: they sit in different layers.
 """

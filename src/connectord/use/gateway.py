@@ -8,35 +8,36 @@ probe opens them (:func:`connectord.types.mcp.open_client`: egress-checked and
 pinned, the connector's headers, bearer token and TLS settings), each bounded
 by the connector's timeout; the caller never sees a credential.
 
-Names (``docs/use.md``, "The MCP gateway"). A connector's *prefix* is its name
-when that name is plain (ASCII letters, digits, ``-`` and single ``_``, not at
-either end, at most 32 characters); otherwise, or when two visible connectors
-would share one, it is the name with every other run of characters made one
-``_``, cut to 23 characters, then ``-`` and 8 hex digits of the connector id's
-SHA-256. A tool or prompt is exposed as ``<prefix>__<name>`` when its name is
-made of ``[A-Za-z0-9_-]`` and the whole fits 64 characters (what every MCP
-client and LLM API accepts); otherwise its name is made the same way (cut to
-fit, ``-`` and 8 hex digits of the name's SHA-256). The prefix never holds
-``__``, so the first ``__`` splits a name back. A resource (or template) URI
-is exposed as ``connectord://<prefix>/<the server's URI, unchanged>``.
+Names: :mod:`connectord.use.gateway_names`.
 
-Listings fan out to all connectors at once, each bounded by
-:data:`LIST_TIMEOUT` (or the connector's shorter timeout); a server that fails
-is left out and logged, the others are listed. What a server lists is kept
-:data:`LIST_TTL` seconds per (tenant, connector, version), so a call seldom
-needs a listing and an agent's ``tools/list`` after ``resources/list`` costs
-nothing; a change of the connector (a new version) forgets it.
+Listings fan out to all connectors at once (at most :data:`LIST_CONCURRENCY`
+at a time) and end together within :data:`LIST_TIMEOUT` (or a connector's
+shorter timeout); a server that fails or is late is left out and logged, the
+others are listed. What a server lists, or that it failed, is kept
+:data:`LIST_TTL` seconds per (tenant, connector, version) and read once however
+many requests ask at the same time, so a call seldom needs a listing, an
+agent's ``tools/list`` after ``resources/list`` costs nothing, and a server that
+hangs costs one wait per :data:`LIST_TTL`; a change of the connector (a new
+version) forgets it.
+
+A call (``tools/call``, ``resources/read``, ``prompts/get``) opens a session on
+the connector's server for itself (the gateway is stateless, so is each
+exchange) and is bounded in all by the connector's ``timeout``, else
+``CONNECTORD_GATEWAY_TIMEOUT``, at most ``CONNECTORD_PROBE_TIMEOUT_MAX``. A
+server that cannot be used (down, refused, too slow, denied by the egress
+policy, refusing the credentials) makes a tool call answer a tool error
+(``is_error``) naming the connector and the error kind, and a resource read or
+prompt an MCP error saying the same; a JSON-RPC error the server itself
+answered is passed on as it said it (scrubbed).
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import re
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any, Final, TypeVar
 
@@ -56,15 +57,20 @@ from connectord.network import Network
 from connectord.paging import MAX_LIMIT
 from connectord.redaction import Scrubber
 from connectord.types.mcp import McpConfig, open_client
+from connectord.use.gateway_names import (
+    SEPARATOR,
+    URI_SCHEME,
+    assign_prefixes,
+    exposed_name,
+    exposed_uri,
+    is_hashed,
+    split_uri,
+)
 
 logger = logging.getLogger("connectord.gateway")
 
 #: The ASGI scope key under which ``api/mcp.py`` hands the authenticated caller over.
 CALLER_KEY: Final = "connectord.gateway.caller"
-#: Joins a connector's prefix and a tool's (or prompt's) name.
-SEPARATOR: Final = "__"
-#: The scheme of the resource URIs the gateway exposes.
-URI_SCHEME: Final = "connectord://"
 #: Seconds a server's listing is reused.
 LIST_TTL: Final = 5.0
 #: The longest a listing waits for one server (its own timeout when shorter).
@@ -75,13 +81,6 @@ LIST_CONCURRENCY: Final = 16
 CACHE_SIZE: Final = 10_000
 #: Pages read from one server's listing at most.
 MAX_PAGES: Final = 20
-NAME_MAX: Final = 64
-PREFIX_MAX: Final = 32
-_DIGEST = 8
-_PLAIN_PREFIX = re.compile(r"^[A-Za-z0-9-]+(?:_[A-Za-z0-9-]+)*$")
-_PLAIN_ITEM = re.compile(r"^[A-Za-z0-9_-]+$")
-_OTHER = re.compile(r"[^A-Za-z0-9-]+")
-_HASHED = re.compile(r"-[0-9a-f]{8}$")
 _UNUSABLE = {ConnectorStatus.DISCONNECTED.value, ConnectorStatus.DEPRECATED.value}
 
 #: Called once per exchange with an upstream server: (MCP method, outcome, error kind).
@@ -98,70 +97,6 @@ class GatewayCaller:
     actor: str
 
 
-# --- names ------------------------------------------------------------------------------
-
-
-def _digest(text: str) -> str:
-    return hashlib.sha256(text.encode()).hexdigest()[:_DIGEST]
-
-
-def _made_plain(text: str, room: int) -> str:
-    return _OTHER.sub("_", text)[:room].strip("_")
-
-
-def hashed_prefix(info: ConnectorInfo) -> str:
-    """The prefix of a connector whose name is not plain (or shared): made plain, cut, hashed id."""
-    base = _made_plain(info.name, PREFIX_MAX - _DIGEST - 1) or "c"
-    return f"{base}-{_digest(info.id)}"
-
-
-def preferred_prefix(info: ConnectorInfo) -> str:
-    """A connector's prefix when no other visible connector claims the same."""
-    if len(info.name) <= PREFIX_MAX and _PLAIN_PREFIX.match(info.name):
-        return info.name
-    return hashed_prefix(info)
-
-
-def assign_prefixes(connectors: Iterable[ConnectorInfo]) -> dict[str, ConnectorInfo]:
-    """Each connector by its prefix; connectors that would share one all take the hashed form."""
-    chosen = [(preferred_prefix(c), c) for c in connectors]
-    counts: dict[str, int] = {}
-    for prefix, _ in chosen:
-        counts[prefix] = counts.get(prefix, 0) + 1
-    found: dict[str, ConnectorInfo] = {}
-    for prefix, info in chosen:
-        final = hashed_prefix(info) if counts[prefix] > 1 else prefix
-        if final in found:  # two ids with one digest: neither can be named reliably
-            logger.warning(
-                "connectors %s and %s share the gateway prefix %r", found[final].id, info.id, final
-            )
-            continue
-        found[final] = info
-    return found
-
-
-def exposed_name(prefix: str, name: str) -> str:
-    """The gateway's name of a server's tool or prompt."""
-    full = f"{prefix}{SEPARATOR}{name}"
-    if len(full) <= NAME_MAX and _PLAIN_ITEM.match(name):
-        return full
-    room = NAME_MAX - len(prefix) - len(SEPARATOR) - _DIGEST - 1
-    return f"{prefix}{SEPARATOR}{_made_plain(name, room)}-{_digest(name)}"
-
-
-def exposed_uri(prefix: str, uri: str) -> str:
-    """The gateway's URI of a server's resource (or URI template)."""
-    return f"{URI_SCHEME}{prefix}/{uri}"
-
-
-def split_uri(uri: str) -> tuple[str, str] | None:
-    """(prefix, the server's URI) of a gateway URI; None when it is not one."""
-    if not uri.startswith(URI_SCHEME):
-        return None
-    prefix, slash, inner = uri[len(URI_SCHEME) :].partition("/")
-    return (prefix, inner) if slash and prefix and inner else None
-
-
 # --- listings ---------------------------------------------------------------------------
 
 
@@ -174,6 +109,8 @@ class Listing:
     templates: list[types.ResourceTemplate] = field(default_factory=list)
     prompts: list[types.Prompt] = field(default_factory=list)
     expires: float = 0.0
+    #: The server could not be listed (a remembered failure).
+    failed: bool = False
 
 
 async def _all_pages(fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> list[Any]:
@@ -226,6 +163,16 @@ def _unknown(what: str, name: str) -> MCPError:
     return MCPError(types.INVALID_PARAMS, f"no such {what}: {name}")
 
 
+def _listing_error(exc: ProbeError | TimeoutError | MCPError) -> ProbeError:
+    """Why a server could not be listed: its own error, the listings' bound, or the
+    JSON-RPC error it answered (already scrubbed)."""
+    if isinstance(exc, ProbeError):
+        return exc
+    if isinstance(exc, TimeoutError):
+        return ProbeError(ErrorKind.TIMEOUT, f"not listed within {LIST_TIMEOUT:g} s")
+    return ProbeError(ErrorKind.PROTOCOL, f"the server refused the listing ({exc.code}): {exc.message}")
+
+
 def _down_text(info: ConnectorInfo, error: ProbeError) -> str:
     return f"connector {info.name!r} is unavailable ({error.kind.value}): {error.message}"
 
@@ -250,6 +197,8 @@ class Gateway:
         self._facade = facade
         self._observe = observe or (lambda method, outcome, kind: None)
         self._cache: dict[tuple[str, str, int], Listing] = {}
+        #: Listings being read, so requests that arrive meanwhile wait for the same one.
+        self._reading: dict[tuple[str, str, int], asyncio.Future[Listing]] = {}
         self._slots = asyncio.Semaphore(LIST_CONCURRENCY)
         self.server: Server[Any] = Server(
             "connectord",
@@ -318,44 +267,92 @@ class Gateway:
         except PydanticValidationError as exc:
             raise ProbeError(ErrorKind.INVALID_CONFIG, "the connector's config does not validate") from exc
         settings = self._facade.settings
-        timeout = min(config.timeout or settings.probe_timeout, settings.probe_timeout_max, bound or 1e9)
-        secrets = config.secret_values()
-        if config.password is not None:
-            secrets.append(config.password.get_secret_value())
-        scrubber = Scrubber(secrets)
+        timeout = min(config.timeout or settings.gateway_timeout, settings.probe_timeout_max, bound or 1e9)
         network = Network(self._facade.egress)
         try:
-            async with asyncio.timeout(timeout):
-                async with open_client(
-                    network, used.endpoint, config, timeout, "connectord-gateway"
-                ) as client:
-                    yield client, scrubber
+            async with asyncio.timeout(timeout), contextlib.AsyncExitStack() as stack:
+                token = await self._token(caller, info, config)
+
+                async def session() -> Any:
+                    opening = open_client(
+                        network, used.endpoint, config, timeout, "connectord-gateway", token
+                    )
+                    return await stack.enter_async_context(opening)
+
+                try:
+                    opened = await session()
+                except ProbeError as exc:
+                    if token is None or exc.kind is not ErrorKind.AUTH:
+                        raise
+                    # Refused before its expiry (revoked, the server's keys rotated): one new
+                    # token, one more try.
+                    token = await self._token(caller, info, config, refused=token)
+                    opened = await session()
+                yield opened.client, Scrubber([*config.secret_values(), *([token] if token else [])])
         except TimeoutError as exc:
             raise ProbeError(ErrorKind.TIMEOUT, f"no answer within {timeout:g} s") from exc
 
-    async def _listing(self, caller: GatewayCaller, info: ConnectorInfo) -> Listing | None:
-        """What a server offers (kept :data:`LIST_TTL` s); None, logged, when it fails."""
+    async def _token(
+        self, caller: GatewayCaller, info: ConnectorInfo, config: McpConfig, refused: str | None = None
+    ) -> str | None:
+        """The OAuth 2.0 access token of a connector with ``oauth`` (the broker's, shared
+        with its tests and every replica); None without."""
+        if config.oauth is None:
+            return None
+        return await self._facade.tokens.access_token(
+            caller.tenant_id,
+            info.id,
+            config.oauth,
+            refused=refused,
+            field="oauth",
+            tls_verify=config.tls_verify,
+            ca_pem=config.ca_pem,
+        )
+
+    async def _listing(
+        self, caller: GatewayCaller, info: ConnectorInfo, deadline: float | None = None
+    ) -> Listing | None:
+        """What a server offers, or None when it failed (logged); either is kept
+        :data:`LIST_TTL` s, and read once however many requests ask at the same time.
+        ``deadline`` (the loop's clock) ends this request's wait, not the reading."""
         key = (caller.tenant_id, info.id, info.version)
-        cached = self._cache.get(key)
-        now = time.monotonic()
-        if cached is not None and cached.expires > now:
-            return cached
+        listing = self._cache.get(key)
+        if listing is None or listing.expires <= time.monotonic():
+            reading = self._reading.get(key)
+            if reading is None:
+                reading = self._reading[key] = asyncio.ensure_future(self._read(caller, info))
+                reading.add_done_callback(lambda _: self._reading.pop(key, None))
+            loop = asyncio.get_running_loop()
+            try:
+                async with asyncio.timeout_at(deadline or loop.time() + LIST_TIMEOUT):
+                    listing = await asyncio.shield(reading)
+            except TimeoutError:
+                return None  # the reading goes on, bounded by its own timeout, for the next request
+        return None if listing.failed else listing
+
+    async def _read(self, caller: GatewayCaller, info: ConnectorInfo) -> Listing:
+        """Read a server's listing, within :data:`LIST_TIMEOUT` from now (a wait for a slot
+        included), and remember it, or that it failed."""
         try:
-            async with self._slots, self._upstream(caller, info, LIST_TIMEOUT) as (client, scrubber):
-                listing = _scrubbed_listing(await _read_listing(client), scrubber)
-        except ProbeError as exc:
+            async with asyncio.timeout(LIST_TIMEOUT):
+                async with self._slots, self._upstream(caller, info, LIST_TIMEOUT) as (client, scrubber):
+                    listing = _scrubbed_listing(await _read_listing(client), scrubber)
+        except (ProbeError, TimeoutError, MCPError) as exc:
+            error = _listing_error(exc)
             logger.warning(
                 "the gateway left out connector %s (%s): %s: %s",
                 info.id,
                 info.name,
-                exc.kind.value,
-                exc.message,
+                error.kind.value,
+                error.message,
             )
-            self._observe("list", "unavailable", exc.kind.value)
-            return None
-        self._observe("list", "ok", "")
+            self._observe("list", "unavailable", error.kind.value)
+            # Remembered too: a server that hangs costs one wait per LIST_TTL, not one per listing.
+            listing = Listing(failed=True)
+        else:
+            self._observe("list", "ok", "")
         listing.expires = time.monotonic() + LIST_TTL
-        self._remember(key, listing)
+        self._remember((caller.tenant_id, info.id, info.version), listing)
         return listing
 
     def _remember(self, key: tuple[str, str, int], listing: Listing) -> None:
@@ -369,9 +366,11 @@ class Gateway:
                 del self._cache[next(iter(self._cache))]
 
     async def _listings(self, caller: GatewayCaller) -> list[tuple[str, Listing]]:
-        """Every visible server's listing, by prefix, the failed ones left out."""
+        """Every visible server's listing, by prefix, the failed ones left out; all of
+        them within :data:`LIST_TIMEOUT`, however many wait for a slot."""
         visible = await self._visible(caller)
-        found = await asyncio.gather(*(self._listing(caller, info) for info in visible.values()))
+        deadline = asyncio.get_running_loop().time() + LIST_TIMEOUT
+        found = await asyncio.gather(*(self._listing(caller, info, deadline) for info in visible.values()))
         return [
             (prefix, listing) for prefix, listing in zip(visible, found, strict=True) if listing is not None
         ]
@@ -423,7 +422,7 @@ class Gateway:
         info = await self._target(caller, prefix) if separator and rest else None
         if info is None:
             raise _unknown(what, name)
-        if exposed_name(prefix, rest) == name and not _HASHED.search(rest):
+        if exposed_name(prefix, rest) == name and not is_hashed(rest):
             return info, rest  # the name as the server gave it: no listing needed
         listing = await self._listing(caller, info)
         items = (listing.tools if what == "tool" else listing.prompts) if listing is not None else []
@@ -433,6 +432,28 @@ class Gateway:
         if listing is None:
             return info, rest  # the server is down: the call says so
         raise _unknown(what, name)
+
+    async def _forward(
+        self, method: str, caller: GatewayCaller, info: ConnectorInfo, ask: Callable[[Any], Awaitable[_M]]
+    ) -> _M:
+        """Ask a connector's server (``ask`` gets the SDK client); its answer scrubbed.
+
+        Raises :class:`ProbeError` when the server cannot be used (logged and counted),
+        and the server's own JSON-RPC error (``MCPError``, scrubbed) as it answered it.
+        """
+        try:
+            async with self._upstream(caller, info) as (client, scrubber):
+                answer = _clean(await ask(client), scrubber)
+        except ProbeError as exc:
+            self._observe(method, "unavailable", exc.kind.value)
+            logger.warning(
+                "gateway %s on connector %s failed: %s: %s", method, info.id, exc.kind.value, exc.message
+            )
+            raise
+        except MCPError:
+            self._observe(method, "server_error", "")
+            raise
+        return answer
 
     async def _call_tool(
         self, ctx: ServerRequestContext[Any, Any], params: types.CallToolRequestParams
@@ -444,12 +465,11 @@ class Gateway:
             self._observe("tools/call", "not_found", "")
             raise
         try:
-            async with self._upstream(caller, info) as (client, scrubber):
-                result: types.CallToolResult = await client.call_tool(tool, params.arguments)
-                answer = _clean(result, scrubber)
+            answer: types.CallToolResult = await self._forward(
+                "tools/call", caller, info, lambda client: client.call_tool(tool, params.arguments)
+            )
         except ProbeError as exc:
-            self._observe("tools/call", "unavailable", exc.kind.value)
-            logger.warning("gateway call to connector %s failed: %s", info.id, exc.kind.value)
+            # A tool error, not a JSON-RPC one: the agent (the model) reads it and can go on.
             return types.CallToolResult(
                 content=[types.TextContent(type="text", text=_down_text(info, exc))], is_error=True
             )
@@ -467,11 +487,10 @@ class Gateway:
             raise _unknown("resource", params.uri)
         prefix, inner = split
         try:
-            async with self._upstream(caller, info) as (client, scrubber):
-                read: types.ReadResourceResult = await client.read_resource(inner)
-                result = _clean(read, scrubber)
+            result: types.ReadResourceResult = await self._forward(
+                "resources/read", caller, info, lambda client: client.read_resource(inner)
+            )
         except ProbeError as exc:
-            self._observe("resources/read", "unavailable", exc.kind.value)
             raise MCPError(types.INTERNAL_ERROR, _down_text(info, exc)) from None
         self._observe("resources/read", "ok", "")
         contents = [c.model_copy(update={"uri": exposed_uri(prefix, c.uri)}) for c in result.contents]
@@ -487,11 +506,10 @@ class Gateway:
             self._observe("prompts/get", "not_found", "")
             raise
         try:
-            async with self._upstream(caller, info) as (client, scrubber):
-                got: types.GetPromptResult = await client.get_prompt(prompt, params.arguments)
-                result = _clean(got, scrubber)
+            result: types.GetPromptResult = await self._forward(
+                "prompts/get", caller, info, lambda client: client.get_prompt(prompt, params.arguments)
+            )
         except ProbeError as exc:
-            self._observe("prompts/get", "unavailable", exc.kind.value)
             raise MCPError(types.INTERNAL_ERROR, _down_text(info, exc)) from None
         self._observe("prompts/get", "ok", "")
         return result

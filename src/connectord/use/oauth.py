@@ -1,11 +1,12 @@
 """The OAuth 2.0 token broker: access tokens for connectors, obtained once across replicas.
 
-Used by the HTTP proxy (:mod:`connectord.use.proxy`), the MCP gateway and the
-http probe (through ``ProbeContext.options``), always the same way::
+Used by the HTTP proxy (:mod:`connectord.use.proxy`) and by a saved connector's
+test (the facade hands the http probe a token source through ``ProbeContext.options``),
+always the same way::
 
     token = await broker.access_token(tenant_id, connector_id, auth)
     # auth: the connector's OAuth2ClientCredentials or OAuth2RefreshToken (secrets revealed);
-    # field="oauth" for an mcp connector (where its config holds the auth), "auth" for http.
+    # field: the config section holding it ("auth" for http), where a rotated refresh token goes.
     # After the upstream refused the token (401): access_token(..., refused=token).
 
 It raises :class:`~connectord.errors.ProbeError`: ``auth`` when the token
@@ -59,7 +60,7 @@ from connectord.network.tls import tls_context
 from connectord.secret_refs import parse as parse_reference
 from connectord.secrets import Ciphertext, KeyRing
 from connectord.store.base import OAuthTokenRecord, Store
-from connectord.types._http_config import HTTP_TOKEN, OAuth2Auth, OAuth2ClientCredentials, OAuth2RefreshToken
+from connectord.types._http_config import HTTP_TOKEN, OAuth2Auth, OAuth2RefreshToken
 
 __all__ = ["REFRESH_MARGIN_MAX", "TokenBroker"]
 
@@ -113,8 +114,6 @@ class TokenBroker:
         self.owner = owner or f"oauth-{os.getpid()}-{os.urandom(4).hex()}"
         self._locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._cache: dict[tuple[str, str], _Cached] = {}
-        #: Token requests this process sent (tests and metrics read it).
-        self.grants = 0
 
     async def access_token(
         self,
@@ -127,6 +126,7 @@ class TokenBroker:
         field: str = "auth",
         tls_verify: bool = True,
         ca_pem: str | None = None,
+        mark_refused: bool = True,
     ) -> str:
         """A valid access token of the connector: cached, stored, or obtained now.
 
@@ -134,7 +134,8 @@ class TokenBroker:
         the upstream refused) obtains a new one unless another request already
         replaced it. ``field`` is the config field holding ``auth`` (its rotated
         refresh token is written back there); ``tls_verify`` and ``ca_pem`` apply
-        to the token endpoint.
+        to the token endpoint. ``mark_refused=False`` leaves recording an ``invalid_grant``
+        to the caller (a connector test records its own failed result).
         """
         key = (tenant_id, connector_id)
         fingerprint = self._fingerprint(auth)
@@ -147,7 +148,9 @@ class TokenBroker:
                 cached = self._cache.get(key)
                 if cached is not None and self._fresh(cached, fingerprint, force_refresh, refused):
                     return cached.token
-                request = _Request(tenant_id, connector_id, auth, fingerprint, field, tls_verify, ca_pem)
+                request = _Request(
+                    tenant_id, connector_id, auth, fingerprint, field, tls_verify, ca_pem, mark_refused
+                )
                 token = await self._obtain(request, force_refresh, refused)
                 return token
         finally:
@@ -252,7 +255,9 @@ class TokenBroker:
             refused_mark = None
             if exc.details.get("oauth_error") == "invalid_grant":
                 refused_mark = _REFUSED_MARK + request.fingerprint[1:]
-                await self._mark_reconnect(request, exc, round((time.perf_counter() - started) * 1000))
+                if request.mark_refused:
+                    elapsed = round((time.perf_counter() - started) * 1000)
+                    await self._mark_reconnect(request, exc, elapsed)
             await self._store.release_oauth_token(
                 request.tenant_id, request.connector_id, self.owner, refused=refused_mark
             )
@@ -380,7 +385,6 @@ class TokenBroker:
         if auth.token_url.startswith("https:"):
             tls = tls_context(request.tls_verify, request.ca_pem)
         connector = aiohttp.TCPConnector(ssl=tls, force_close=True, limit=1, **resolver.connector_args())
-        self.grants += 1
         target = _where(auth.token_url)
         try:
             async with (
@@ -409,6 +413,7 @@ class _Request:
     field: str
     tls_verify: bool
     ca_pem: str | None
+    mark_refused: bool = True
 
 
 def _aad(request: _Request) -> bytes:
@@ -454,7 +459,3 @@ def _parse_grant(status: int, body: bytes) -> _Grant:
         seconds = DEFAULT_LIFETIME
     rotated = payload.get("refresh_token")
     return _Grant(token, max(seconds, 1.0), rotated if isinstance(rotated, str) and rotated else None)
-
-
-#: The auth kinds the broker serves (for callers that check a config's auth).
-OAUTH_KINDS: tuple[type, ...] = (OAuth2ClientCredentials, OAuth2RefreshToken)

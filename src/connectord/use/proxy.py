@@ -1,6 +1,6 @@
 """The HTTP proxy engine: forward a caller's request to an ``http`` connector with its credentials.
 
-The route (``api/routes/use.py``) asks the facade for the connector (its
+The route (``api/routes/proxy.py``) asks the facade for the connector (its
 reach, its status, its secrets revealed) and hands this module an
 :class:`Upstream` and a :class:`ProxyRequest`; :meth:`HttpProxy.forward`
 answers a :class:`ProxyAnswer` that streams the upstream's answer back, or
@@ -135,6 +135,8 @@ class TokenSource(Protocol):
         *,
         force_refresh: bool = False,
         refused: str | None = None,
+        tls_verify: bool = True,
+        ca_pem: str | None = None,
     ) -> str:
         """A valid access token of the connector (see the broker)."""
 
@@ -368,8 +370,15 @@ class HttpProxy:
     async def _token(self, upstream: Upstream, auth: Any, refused: str | None = None) -> str:
         if self.tokens is None:
             raise ProxyError(ErrorKind.UNSUPPORTED, "this server has no OAuth 2.0 token broker")
+        # The token endpoint is trusted as the endpoint is (a private CA serves both).
+        config = upstream.config
         return await self.tokens.access_token(
-            upstream.tenant_id, upstream.connector_id, auth, refused=refused
+            upstream.tenant_id,
+            upstream.connector_id,
+            auth,
+            refused=refused,
+            tls_verify=config.tls_verify,
+            ca_pem=config.ca_pem,
         )
 
     def _headers(

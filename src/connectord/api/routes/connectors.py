@@ -13,6 +13,7 @@ from starlette.responses import Response
 from connectord.api.deps import NO_NUL, Cursor, PathId, Reader, Tester, Writer
 from connectord.api.docs import problems
 from connectord.api.responses import connector_response, json_response, page_response, parse_if_match
+from connectord.api.routing import LeanRoute
 from connectord.api.schemas import (
     ConnectorCreate,
     ConnectorOut,
@@ -24,7 +25,8 @@ from connectord.api.schemas import (
 from connectord.errors import NotFoundError
 from connectord.model import UNSET, ConnectorStatus
 
-router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"])
+#: LeanRoute: the routes over one connector skip FastAPI's dependency solving (api/routing.py).
+router = APIRouter(prefix="/api/v1/connectors", tags=["connectors"], route_class=LeanRoute)
 
 Limit = Annotated[int, Query(ge=1, le=1000, description="Page size.")]
 IfMatch = Annotated[str | None, Header(max_length=200, description='The ETag read before, e.g. "3".')]
@@ -80,6 +82,7 @@ async def register_connector(
         idempotency_key=idempotency_key,
         check_interval=body.check_interval,
         failure_threshold=body.failure_threshold,
+        reach=who.reach,
     )
     return connector_response(info, 201, {"Location": f"/api/v1/connectors/{info.id}"})
 

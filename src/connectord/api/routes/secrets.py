@@ -66,7 +66,7 @@ async def connector_secrets(connector_id: PathId, who: Reader) -> Response:
     "/{connector_id}/secrets/fingerprints",
     operation_id="fingerprintSecrets",
     response_model=FingerprintsOut,
-    responses=problems(404, 422),
+    responses=problems(404, 413, 422),
     summary="Fingerprint candidate values as this connector's secrets",
 )
 async def fingerprint_secrets(connector_id: PathId, body: FingerprintsIn, who: Writer) -> Response:
