@@ -1,6 +1,8 @@
 """Soak benchmark (not a test): mixed load against one `connectord serve` on SQLite.
 
-For ``--minutes`` (default 10) clients read, write, test and bulk-test connectors and
+For ``--minutes`` (default 10) clients read, write (create, update, delete, so the
+data set stays the same size and each minute is comparable with the first), test and
+bulk-test connectors and
 call the target through the HTTP proxy (an eighth of their requests) while the
 scheduler checks every connector; each minute prints the requests, the errors (any
 status the request should not get), p50/p99 latency and the server's RSS. Goals
@@ -86,6 +88,7 @@ async def _client(
     """One client's loop: mostly reads, then proxy calls, writes, tests and now and then a
     bulk test."""
     headers = {"Authorization": f"Bearer {key}"}
+    mine: list[str] = []  # the connectors this client created and has not deleted yet
     async with httpx.AsyncClient(base_url=url, headers=headers, timeout=30) as client:
         i = 0
         while not stop.is_set():
@@ -104,11 +107,22 @@ async def _client(
                     answer = await client.get(f"/api/v1/connectors/{random.choice(ids)}/proxy/")
                     expected = {200}
                 elif roll < 0.87:
-                    body = {"name": f"soak-{n}-{i}", "connector_type": "http", "endpoint": target}
-                    answer = await client.post("/api/v1/connectors", json=body)
-                    expected = {201}
-                    if answer.status_code == 201:
-                        ids.append(answer.json()["id"])
+                    # Writes keep the data set steady, so a minute is comparable with the
+                    # first: create, change one of the seeds, delete what was created.
+                    step = i % 3
+                    if step == 0 or (step == 2 and not mine):
+                        body = {"name": f"soak-{n}-{i}", "connector_type": "http", "endpoint": target}
+                        answer = await client.post("/api/v1/connectors", json=body)
+                        expected = {201}
+                        if answer.status_code == 201:
+                            mine.append(answer.json()["id"])
+                    elif step == 1:
+                        change = {"metadata": {"round": str(i)}}
+                        answer = await client.put(f"/api/v1/connectors/{random.choice(ids)}", json=change)
+                        expected = {200}
+                    else:
+                        answer = await client.delete(f"/api/v1/connectors/{mine.pop(0)}")
+                        expected = {204}
                 elif roll < 0.995:
                     answer = await client.post(f"/api/v1/connectors/{random.choice(ids)}/test")
                     expected = {200, 429}  # the per-tenant test limits answer 429 by design
@@ -143,6 +157,9 @@ async def main() -> None:
         "CONNECTORD_LOG_LEVEL": "WARNING",
         "CONNECTORD_CHECK_INTERVAL": str(args.check_interval),
         "CONNECTORD_TEST_RATE_PER_MINUTE": "100000",
+        # The per-key proxy rate would refuse part of this load (429) by design: measure the
+        # proxy, not its limiter.
+        "CONNECTORD_PROXY_RATE": "1000000",
     }
     _cli(env, "tenants", "create", "soak")
     scopes = [
