@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import re
 from typing import Annotated, Any, Literal
 
@@ -223,3 +224,42 @@ class HttpConfig(ConnectorConfig):
         if both:
             raise ValueError(f"headers and secret_headers both set {', '.join(sorted(both))}")
         return self
+
+
+# --- the credentials of a request: one place for the probe and the proxy ---------------
+
+
+def basic_credentials(username: str, password: str) -> str:
+    """An ``Authorization: Basic`` value (RFC 7617)."""
+    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
+
+
+def auth_headers(
+    config: HttpConfig, username: str | None, url_password: str | None, token: str | None = None
+) -> dict[str, str]:
+    """The headers that carry a connector's credentials: the OAuth 2.0 access ``token``
+    when one is given, else its ``auth``, else Basic credentials from its ``password`` or
+    the endpoint URL's user info (``username``, ``url_password``)."""
+    auth = config.auth
+    if token is not None:
+        return {"Authorization": f"Bearer {token}"}
+    if isinstance(auth, BasicAuth):
+        return {"Authorization": basic_credentials(auth.username, auth.password.get_secret_value())}
+    if isinstance(auth, BearerAuth):
+        return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
+    if isinstance(auth, ApiKeyAuth) and auth.location == "header":
+        return {auth.name: auth.value.get_secret_value()}
+    password = config.password.get_secret_value() if config.password else url_password
+    if isinstance(auth, NoAuth) and (password or username):
+        return {"Authorization": basic_credentials(username or "", password or "")}
+    return {}
+
+
+def secret_values(config: HttpConfig, *extra: str | None) -> list[str]:
+    """Every secret a request of this connector may carry (its secret headers, its secret
+    fields and its auth's), and the ``extra`` ones given (a URL's password, a token):
+    what is scrubbed from anything shown."""
+    values = [s.get_secret_value() for s in config.secret_headers.values()]
+    for holder in (config, config.auth):
+        values += [v.get_secret_value() for v in vars(holder).values() if isinstance(v, SecretStr)]
+    return values + [v for v in extra if v]

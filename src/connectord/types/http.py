@@ -13,7 +13,6 @@ redirect chain and the time of each phase.
 from __future__ import annotations
 
 import asyncio
-import base64
 import json
 import re
 import ssl
@@ -22,8 +21,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, ClassVar
 from urllib.parse import quote, urlencode
-
-from pydantic import SecretStr
 
 from connectord.model import Capability, ErrorKind
 from connectord.network.egress import parse_ip_literal
@@ -44,7 +41,10 @@ from connectord.types._http_config import (
     NoAuth,
     OAuth2ClientCredentials,
     OAuth2RefreshToken,
+    auth_headers,
+    basic_credentials,
     is_credential_header,
+    secret_values,
 )
 from connectord.types.endpoint import EndpointRule
 
@@ -256,33 +256,6 @@ def _target(endpoint: str | None, config: HttpConfig) -> URL:
     return url
 
 
-def _auth_headers(config: HttpConfig, username: str | None, url_password: str | None) -> dict[str, str]:
-    auth = config.auth
-    if isinstance(auth, BasicAuth):
-        return {"Authorization": _basic(auth.username, auth.password.get_secret_value())}
-    if isinstance(auth, BearerAuth):
-        return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
-    if isinstance(auth, ApiKeyAuth) and auth.location == "header":
-        return {auth.name: auth.value.get_secret_value()}
-    password = config.password.get_secret_value() if config.password else url_password
-    if isinstance(auth, NoAuth) and (password or username):
-        return {"Authorization": _basic(username or "", password or "")}
-    return {}
-
-
-def _basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
-
-
-def _secret_values(config: HttpConfig, url: URL) -> list[str]:
-    values = [s.get_secret_value() for s in config.secret_headers.values()]
-    for holder in (config, config.auth):
-        values += [v.get_secret_value() for v in vars(holder).values() if isinstance(v, SecretStr)]
-    if url.password:
-        values.append(url.password)
-    return values
-
-
 def _same_origin(a: URL, b: URL) -> bool:
     """Credentials follow a redirect only to the same origin, or its upgrade to https."""
     if (a.raw_host or "").lower().rstrip(".") != (b.raw_host or "").lower().rstrip("."):
@@ -300,7 +273,7 @@ async def _fetch_token(run: _Run, auth: OAuth2ClientCredentials) -> str:
     headers = {"User-Agent": USER_AGENT, "Accept": "application/json"}
     secret = auth.client_secret.get_secret_value()
     if auth.client_auth == "basic":  # RFC 6749 2.3.1: form-encode both before Basic
-        headers["Authorization"] = _basic(quote(auth.client_id, safe=""), quote(secret, safe=""))
+        headers["Authorization"] = basic_credentials(quote(auth.client_id, safe=""), quote(secret, safe=""))
     else:
         form |= {"client_id": auth.client_id, "client_secret": secret}
     started = time.perf_counter()
@@ -363,7 +336,7 @@ async def _exchange(run: _Run) -> dict[str, Any]:
     method: str = config.method
     plain = {"User-Agent": USER_AGENT, "Accept": "*/*", **config.headers}
     credentials = {k: v.get_secret_value() for k, v in config.secret_headers.items()}
-    credentials |= _auth_headers(config, run.origin.user, run.origin.password)
+    credentials |= auth_headers(config, run.origin.user, run.origin.password)
     if isinstance(config.auth, OAuth2ClientCredentials):
         credentials["Authorization"] = f"Bearer {await _fetch_token(run, config.auth)}"
     elif isinstance(config.auth, OAuth2RefreshToken):
@@ -437,7 +410,7 @@ class HttpType(ConnectorType):
         config = ctx.config
         assert isinstance(config, HttpConfig)
         origin = _target(ctx.endpoint, config)
-        run = _Run(ctx, config, origin, _secret_values(config, origin))
+        run = _Run(ctx, config, origin, secret_values(config, origin.password))
         # End just before the facade's own wait_for, so the message names the step.
         budget = max(ctx.timeout - 0.05, ctx.timeout * 0.9)
         try:

@@ -31,7 +31,6 @@ passes through as it is. ``docs/use.md`` explains the rules; in short:
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import ipaddress
 import logging
@@ -53,12 +52,11 @@ from connectord.network.tls import tls_context
 from connectord.redaction import Scrubber
 from connectord.types._http_config import (
     ApiKeyAuth,
-    BasicAuth,
-    BearerAuth,
     HttpConfig,
-    NoAuth,
     OAuth2ClientCredentials,
     OAuth2RefreshToken,
+    auth_headers,
+    secret_values,
 )
 
 if TYPE_CHECKING:
@@ -173,10 +171,6 @@ class ProxyRequest:
     query: str
     headers: Sequence[tuple[str, str]]
     body: bytes = b""
-
-
-def _basic(username: str, password: str) -> str:
-    return "Basic " + base64.b64encode(f"{username}:{password}".encode()).decode()
 
 
 def _is_oauth(auth: object) -> bool:
@@ -394,7 +388,7 @@ class HttpProxy:
         headers["Host"] = target.host_header()
         headers.update(config.headers)
         headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
-        headers.update(_auth_headers(config, target, token))
+        headers.update(auth_headers(config, target.user, target.password, token))
         return dict(headers.items())
 
     async def _send(
@@ -408,7 +402,7 @@ class HttpProxy:
         destinations = await _resolve(self._egress(), target)
         headers = self._headers(config, target, request, token)
         query = target.query(request.query, config.auth)
-        secrets = _secret_values(config, target, token)
+        secrets = secret_values(config, target.password, token)
         timeout = self.timeout_of(config)
         tls: ssl.SSLContext | bool = False
         if target.scheme == "https":
@@ -546,32 +540,6 @@ def _proxy_error(exc: BaseException, kind: ErrorKind, where: str, secrets: Itera
     if kind is ErrorKind.EGRESS_DENIED:
         return ProxyError(kind, f"egress policy: the connection to {where} was refused")
     return ProxyError(kind, Scrubber(secrets).text(error_text(exc, kind, where)))
-
-
-def _auth_headers(config: HttpConfig, target: _Target, token: str | None) -> dict[str, str]:
-    auth = config.auth
-    if token is not None:
-        return {"Authorization": f"Bearer {token}"}
-    if isinstance(auth, BasicAuth):
-        return {"Authorization": _basic(auth.username, auth.password.get_secret_value())}
-    if isinstance(auth, BearerAuth):
-        return {"Authorization": f"Bearer {auth.token.get_secret_value()}"}
-    if isinstance(auth, ApiKeyAuth) and auth.location == "header":
-        return {auth.name: auth.value.get_secret_value()}
-    password = config.password.get_secret_value() if config.password else target.password
-    if isinstance(auth, NoAuth) and (password or target.user):
-        return {"Authorization": _basic(target.user or "", password or "")}
-    return {}
-
-
-def _secret_values(config: HttpConfig, target: _Target, token: str | None) -> list[str]:
-    from pydantic import SecretStr
-
-    values = [s.get_secret_value() for s in config.secret_headers.values()]
-    for holder in (config, config.auth):
-        values += [v.get_secret_value() for v in vars(holder).values() if isinstance(v, SecretStr)]
-    values += [v for v in (target.password, token) if v]
-    return values
 
 
 class ProxyAnswer:
