@@ -378,7 +378,7 @@ def _scrub(error: ProbeError, secrets: list[str]) -> ProbeError:
 # --- the probe --------------------------------------------------------------------------
 
 
-async def _list_all(fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> tuple[list[Any], bool]:
+async def list_all(fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> tuple[list[Any], bool]:
     """Every item of a paginated listing (at most ``MAX_PAGES`` pages) and whether it is complete."""
     items: list[Any] = []
     cursor: str | None = None
@@ -410,17 +410,17 @@ async def _session(client: Any, phases: dict[str, float]) -> tuple[dict[str, Any
     info = client.server_info
     start = time.perf_counter()
     tools, tools_complete = (
-        await _list_all(lambda c: client.list_tools(cursor=c, cache_mode="bypass"), "tools")
+        await list_all(lambda c: client.list_tools(cursor=c, cache_mode="bypass"), "tools")
         if caps.tools is not None
         else ([], True)
     )
     resources, _ = (
-        await _list_all(lambda c: client.list_resources(cursor=c, cache_mode="bypass"), "resources")
+        await list_all(lambda c: client.list_resources(cursor=c, cache_mode="bypass"), "resources")
         if caps.resources is not None
         else ([], True)
     )
     prompts, _ = (
-        await _list_all(lambda c: client.list_prompts(cursor=c, cache_mode="bypass"), "prompts")
+        await list_all(lambda c: client.list_prompts(cursor=c, cache_mode="bypass"), "prompts")
         if caps.prompts is not None
         else ([], True)
     )

@@ -56,7 +56,7 @@ from connectord.model import ConnectorInfo, ConnectorStatus, ErrorKind, Reach
 from connectord.network import Network
 from connectord.paging import MAX_LIMIT
 from connectord.redaction import Scrubber
-from connectord.types.mcp import McpConfig, open_client
+from connectord.types.mcp import McpConfig, list_all, open_client
 from connectord.use.gateway_names import (
     SEPARATOR,
     URI_SCHEME,
@@ -79,8 +79,6 @@ LIST_TIMEOUT: Final = 5.0
 LIST_CONCURRENCY: Final = 16
 #: Listings kept at most (the oldest go first).
 CACHE_SIZE: Final = 10_000
-#: Pages read from one server's listing at most.
-MAX_PAGES: Final = 20
 _UNUSABLE = {ConnectorStatus.DISCONNECTED.value, ConnectorStatus.DEPRECATED.value}
 
 #: Called once per exchange with an upstream server: (MCP method, outcome, error kind).
@@ -113,32 +111,20 @@ class Listing:
     failed: bool = False
 
 
-async def _all_pages(fetch: Callable[[str | None], Awaitable[Any]], attr: str) -> list[Any]:
-    items: list[Any] = []
-    cursor: str | None = None
-    for _ in range(MAX_PAGES):
-        page = await fetch(cursor)
-        items.extend(getattr(page, attr))
-        cursor = page.next_cursor
-        if not cursor:
-            break
-    return items
-
-
 async def _read_listing(client: Any) -> Listing:
     caps = client.server_capabilities
     listing = Listing()
     if caps.tools is not None:
-        listing.tools = await _all_pages(lambda c: client.list_tools(cursor=c, cache_mode="bypass"), "tools")
+        listing.tools, _ = await list_all(lambda c: client.list_tools(cursor=c, cache_mode="bypass"), "tools")
     if caps.resources is not None:
-        listing.resources = await _all_pages(
+        listing.resources, _ = await list_all(
             lambda c: client.list_resources(cursor=c, cache_mode="bypass"), "resources"
         )
-        listing.templates = await _all_pages(
+        listing.templates, _ = await list_all(
             lambda c: client.list_resource_templates(cursor=c, cache_mode="bypass"), "resource_templates"
         )
     if caps.prompts is not None:
-        listing.prompts = await _all_pages(
+        listing.prompts, _ = await list_all(
             lambda c: client.list_prompts(cursor=c, cache_mode="bypass"), "prompts"
         )
     return listing
