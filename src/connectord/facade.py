@@ -298,6 +298,17 @@ class ConnectorsFacade:
             return None
         return info
 
+    @classmethod
+    async def _found(
+        cls, store: Store, tenant_id: str, connector_id: str, reach: Reach | None
+    ) -> ConnectorInfo:
+        """As :meth:`_get`, but a connector that is not there (or not covered) is
+        :class:`NotFoundError`."""
+        info = await cls._get(store, tenant_id, connector_id, reach)
+        if info is None:
+            raise NotFoundError("no such connector")
+        return info
+
     # --- writes ----------------------------------------------------------------------
 
     async def register_connector(
@@ -571,9 +582,7 @@ class ConnectorsFacade:
         deprecated one :class:`InvalidTransitionError`.
         """
         store = await self._store(tenant_id)
-        info = await self._get(store, tenant_id, connector_id, reach)
-        if info is None:
-            raise NotFoundError("no such connector")
+        info = await self._found(store, tenant_id, connector_id, reach)
         if info.status == ConnectorStatus.DEPRECATED:
             raise InvalidTransitionError("the connector is deprecated; tests are refused")
         running = asyncio.current_task()
@@ -747,9 +756,7 @@ class ConnectorsFacade:
                 "invalid purpose", [FieldError(("purpose",), f"must be one of {', '.join(USE_PURPOSES)}")]
             )
         store = await self._store(tenant_id)
-        info = await self._get(store, tenant_id, connector_id, reach)
-        if info is None:
-            raise NotFoundError("no such connector")
+        info = await self._found(store, tenant_id, connector_id, reach)
         if info.status in (ConnectorStatus.DISCONNECTED, ConnectorStatus.DEPRECATED):
             raise ConflictError(
                 f"the connector is {info.status}: it is not used until its status is set back"
@@ -798,8 +805,7 @@ class ConnectorsFacade:
         """Past test results of a connector, newest first; :class:`NotFoundError` if none
         (or ``reach`` does not cover it)."""
         store = await self._store(tenant_id)
-        if await self._get(store, tenant_id, connector_id, reach) is None:
-            raise NotFoundError("no such connector")
+        await self._found(store, tenant_id, connector_id, reach)
         limit = check_limit(limit)
         rows = await store.history(tenant_id, connector_id, limit=limit + 1, before=decode_cursor(cursor))
         more = len(rows) > limit
@@ -838,17 +844,11 @@ class ConnectorsFacade:
 
     # --- secret fingerprints (docs/secrets.md; the logic is in connectord.fingerprints) ---
 
-    async def _covered(self, connector_id: str, tenant_id: str, reach: Reach | None) -> ConnectorInfo:
-        info = await self.get_connector(connector_id, tenant_id)
-        if info is None or (reach is not None and not reach.covers(info)):
-            raise NotFoundError("no such connector")
-        return info
-
     async def secret_states(
         self, connector_id: str, tenant_id: str, *, reach: Reach | None = None
     ) -> dict[str, SecretState]:
         """Each stored secret's fingerprint, and its reference when it is one (never a value)."""
-        info = await self._covered(connector_id, tenant_id, reach)
+        info = await self._found(await self._store(tenant_id), tenant_id, connector_id, reach)
         return fingerprints.stored_states(self.keyring, info, await self._open_secrets(info))
 
     async def fingerprint_secrets(
@@ -864,8 +864,8 @@ class ConnectorsFacade:
         ``apply --dry-run`` compares with :meth:`secret_states`. Nothing is stored but an
         audit record naming the fields, since a caller can test guesses this way."""
         candidates = fingerprints.check_candidates(values)
-        info = await self._covered(connector_id, tenant_id, reach)
         store = await self._store(tenant_id)
+        info = await self._found(store, tenant_id, connector_id, reach)
         action, details = "connector.secrets.fingerprint", {"fields": sorted(candidates)}
         await store.append_audit(self._audit(tenant_id, actor, action, info.id, details))
         return fingerprints.candidate_fingerprints(self.keyring, info, candidates)
@@ -1169,12 +1169,8 @@ class ConnectorsFacade:
         from connectord.health.summary import latency_start, summarize, window_starts
 
         store = await self._store(tenant_id)
-        if (
-            reach is not None
-            and reach.narrowed
-            and await self._get(store, tenant_id, connector_id, reach) is None
-        ):
-            raise NotFoundError("no such connector")
+        if reach is not None and reach.narrowed:
+            await self._found(store, tenant_id, connector_id, reach)
         now = utcnow()
         facts = None
         if is_id(connector_id):
@@ -1261,9 +1257,7 @@ class ConnectorsFacade:
         given again, as for the update). :class:`NotFoundError` if there is no such
         connector, :class:`InvalidTransitionError` if it is deprecated."""
         store = await self._store(tenant_id)
-        current = await self._get(store, tenant_id, connector_id, reach)
-        if current is None:
-            raise NotFoundError("no such connector")
+        current = await self._found(store, tenant_id, connector_id, reach)
         if current.status == ConnectorStatus.DEPRECATED:
             raise InvalidTransitionError("the connector is deprecated; tests are refused")
         definition = self._redefine(current, endpoint, config, await self._open_secrets(current))
