@@ -645,8 +645,14 @@ class ConnectorsFacade:
         schedule: Mapping[str, Any] | None = None,
     ) -> None:
         """Record a test; ``schedule`` (a scheduled check's next due time and cleared lease)
-        is written in the same statement, so a check costs one write."""
-        audit = self._audit(info.tenant_id, actor, "connector.test", info.id, _test_audit(result))
+        is written in the same statement, so a check costs one write. A scheduled check is
+        recorded in the history only: the audit log keeps what people and keys did
+        (docs/health.md), and one event per check would grow it without bound."""
+        audit = (
+            None
+            if schedule is not None
+            else self._audit(info.tenant_id, actor, "connector.test", info.id, _test_audit(result))
+        )
         # The probe took time: the verdict is applied to the connector as it is inside
         # the store's transaction, so a pause or retirement set during the test stands.
         await self.store.record_test(

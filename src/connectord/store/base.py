@@ -318,7 +318,7 @@ class Store(abc.ABC):
         self,
         tenant_id: str,
         result: TestResult,
-        audit: AuditEvent,
+        audit: AuditEvent | None,
         changes_for: Callable[[ConnectorInfo], dict[str, Any]],
         *,
         failure_threshold: int = 3,
@@ -326,6 +326,8 @@ class Store(abc.ABC):
         """Store a test result in the history and apply ``changes_for(connector)``,
         computed from the connector as it is inside the transaction (a pause set while
         the test ran is seen). ``False`` (nothing stored) if the connector is gone.
+        ``audit`` is appended in the same transaction (``None``: a scheduled check,
+        which only the history records).
 
         Counts consecutive failures: the ``failure_threshold``-th in a row (the
         connector's own threshold if it has one) appends ``connector.down`` to the

@@ -731,7 +731,7 @@ class SqlStore(OAuthTokenStore, Store):
         self,
         tenant_id: str,
         result: TestResult,
-        audit: AuditEvent,
+        audit: AuditEvent | None,
         changes_for: Callable[[ConnectorInfo], dict[str, Any]],
         *,
         failure_threshold: int = 3,
@@ -742,7 +742,7 @@ class SqlStore(OAuthTokenStore, Store):
             lambda: sa.select(connectors).where(*_where(connectors, "tenant_id", "id")).with_for_update(),
         )
         params = {
-            "id": audit.id,
+            "id": audit.id if audit is not None else new_id(),
             "tenant_id": tenant_id,
             "connector_id": result.connector_id,
             "success": result.success,
@@ -763,7 +763,8 @@ class SqlStore(OAuthTokenStore, Store):
             update = self._update(sorted(changes), guarded=False, returning=False)
             await ex.run(update, self._update_params(tenant_id, result.connector_id, changes, None))
             await ex.run(ins, params)
-            await self._add_audit(ex, audit)
+            if audit is not None:
+                await self._add_audit(ex, audit)
             if "down_since" in outage:
                 await self._add_events(ex, [_outage_event(row, result, changes)])
             return True
