@@ -208,8 +208,10 @@ def profiled(
     slug = re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-")
     measure["profile"] = str(out / f"{slug}.txt")
     return subprocess.Popen(
-        [str(py_spy()), "record", "--pid", str(pid), "--duration", str(args.duration), "--format", "raw"]
-        + ["--rate", "250", "--output", str(measure["profile"]), "--nonblocking"],
+        [
+            *(str(py_spy()), "record", "--pid", str(pid), "--duration", str(args.duration)),
+            *("--format", "raw", "--rate", "250", "--output", str(measure["profile"]), "--nonblocking"),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -222,7 +224,10 @@ def connectord_runs(
     args: argparse.Namespace,
     extra_env: dict[str, str] | None = None,
     only: tuple[str, ...] | None = None,
+    suffix: str = "",
 ) -> dict[str, dict[str, float]]:
+    """One server, the endpoints of ``plan`` (or ``only`` those); ``suffix`` tells this
+    server's profiles from another's of the same endpoint (one file per run)."""
     port = free_port()
     env = {
         **os.environ,
@@ -252,11 +257,11 @@ def connectord_runs(
         wait_ready(base)
         for name, url, lua in plan:
             extra: dict[str, object] = {}
-            spy = profiled(server.pid, name, args, extra)
+            spy = profiled(server.pid, name + suffix, args, extra)
             runs[name] = wrk(url, key, args, lua, pid=server.pid)
             if spy is not None:
                 spy.wait(timeout=args.duration + 30)
-                print(f"profile of {name}: {extra['profile']}", file=sys.stderr)
+                print(f"profile of {name + suffix}: {extra['profile']}", file=sys.stderr)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -319,7 +324,13 @@ def main() -> None:
         runs.update(connectord_runs(data_dir, key, some_id, args))
         # The key cache's worth (docs/security.md): the same GET asking the store for the key.
         uncached = connectord_runs(
-            data_dir, key, some_id, args, {"CONNECTORD_KEY_CACHE_TTL": "0"}, (GET_BY_ID,)
+            data_dir,
+            key,
+            some_id,
+            args,
+            {"CONNECTORD_KEY_CACHE_TTL": "0"},
+            (GET_BY_ID,),
+            GET_UNCACHED.removeprefix(GET_BY_ID),
         )
         runs[GET_UNCACHED] = uncached[GET_BY_ID]
         runs["bare FastAPI route, uvicorn asyncio (after)"] = bare_fastapi(data_dir, key, args, "asyncio")
