@@ -6,6 +6,8 @@ the same load tool (wrk, one thread) at the same connection count:
 
     added latency  proxy p50 - direct p50, and the same at p99 (goal: p50 <= 2 ms at 16)
     throughput     proxy requests/s / direct requests/s        (goal: >= 0.5)
+    server CPU     the proxy's user + system time per proxied request (its /proc stat),
+                   which the other processes of a shared machine hardly move
 
 Two upstreams, each in its own process: ``raw``, a minimal keep-alive HTTP/1.1 server
 (an asyncio protocol on uvloop, a fixed answer), never the bottleneck of either run, so
@@ -20,6 +22,7 @@ The load average is printed before and after: wrk, the server and the upstream s
 the machine's cores.
 
     .venv/bin/python bench/proxy.py [--duration 10] [--connections 16] [--upstream raw|aiohttp|both] [--json]
+    .venv/bin/python bench/proxy.py --upstream aiohttp --profile /tmp/proxy-prof   # py-spy of the server
 
 wrk comes from Debian (``apt-get install -y wrk``).
 """
@@ -39,6 +42,8 @@ import tempfile
 import time
 import urllib.request
 from pathlib import Path
+
+from api import profiled, py_spy
 
 from connectord.admin import Admin
 from connectord.facade import ConnectorsFacade
@@ -135,16 +140,24 @@ def wrk(url: str, connections: int, duration: int, key: str | None = None) -> di
         cmd += ["-H", f"Authorization: Bearer {key}"]
     out = subprocess.run([*cmd, url], capture_output=True, text=True, check=True).stdout
     rate = float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1))  # type: ignore[union-attr]
+    done = int(re.search(r"(\d+) requests in", out).group(1))  # type: ignore[union-attr]
     lat = dict(re.findall(r"^\s+(50|99)%\s+([\d.]+\w+)", out, re.M))
     non2xx = re.search(r"Non-2xx or 3xx responses:\s+(\d+)", out)
     errors = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
     return {
         "rps": rate,
+        "requests": done,
         "p50_ms": _ms(lat["50"]),
         "p99_ms": _ms(lat["99"]),
         "errors": (int(non2xx.group(1)) if non2xx else 0)
         + (sum(int(g) for g in errors.groups()) if errors else 0),
     }
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time a process used so far (Linux /proc)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _ms(text: str) -> float:
@@ -182,7 +195,14 @@ def measure(args: argparse.Namespace, data_dir: Path, kind: str) -> dict[str, ob
         for connections in sorted({args.connections, 1}, reverse=True):
             wrk(proxy_url, connections, 2, key)  # warm-up: pools, caches, the JIT-less interpreter's dicts
             first = wrk(direct_url, connections, args.duration)
+            extra: dict[str, object] = {}
+            spy = profiled(server.pid, f"proxy-{kind}-{connections}", args, extra)
+            cpu = cpu_seconds(server.pid)
             proxied = wrk(proxy_url, connections, args.duration, key)
+            proxied["cpu_ms"] = (cpu_seconds(server.pid) - cpu) * 1000 / max(proxied["requests"], 1)
+            if spy is not None:
+                spy.wait(timeout=args.duration + 30)
+                print(f"profile of the proxied run: {extra['profile']}", file=sys.stderr)
             last = wrk(direct_url, connections, args.duration)
             direct = max(first, last, key=lambda r: r["rps"])
             runs[str(connections)] = {"direct": direct, "proxy": proxied}
@@ -213,6 +233,7 @@ def report(result: dict[str, object], args: argparse.Namespace) -> None:
         added50 = proxied["p50_ms"] - direct["p50_ms"]
         added99 = proxied["p99_ms"] - direct["p99_ms"]
         print(f"  added latency p50 {added50:.3f} ms, p99 {added99:.3f} ms; throughput ratio {ratio:.2f}")
+        print(f"  server CPU per proxied request {proxied['cpu_ms']:.3f} ms")
 
 
 def main() -> None:
@@ -223,7 +244,10 @@ def main() -> None:
         "--upstream", choices=[*UPSTREAMS, "both"], default="both", help="the upstream server (default both)"
     )
     parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--profile", metavar="DIR", help="py-spy the server's proxied runs into DIR")
     args = parser.parse_args()
+    if args.profile is not None and py_spy() is None:
+        raise SystemExit("py-spy is needed for --profile: pip install -e '.[test]'")
     if shutil.which("wrk") is None:
         raise SystemExit("wrk is needed: apt-get install -y wrk")
     kinds = list(UPSTREAMS) if args.upstream == "both" else [args.upstream]

@@ -70,12 +70,13 @@ from connectord.notify.webhooks import after_update, connector_event
 from connectord.paging import MAX_LIMIT, check_limit, check_offset, decode_cursor, encode_cursor
 from connectord.runner import ProbeRunner, TestObserver
 from connectord.secret_refs import references_in
-from connectord.secrets import KeyRing, SecretTree, keyring_from_settings, overlay, secret_paths
+from connectord.secrets import Ciphertext, KeyRing, SecretTree, keyring_from_settings, overlay, secret_paths
 from connectord.settings import Settings
 from connectord.store.base import KEEP, ClaimedCheck, ClaimedDelivery, IdempotencyRecord, SessionLock, Store
 from connectord.types._http_config import OAUTH_TOKEN, OAuth2Auth
 from connectord.types.registry import TypeRegistry
 from connectord.usage import UsageRecorder
+from connectord.use.cache import Made, UseCache
 from connectord.use.oauth import TokenBroker
 from connectord.validation import check_metadata, check_name, check_tenant_id, is_id
 
@@ -757,6 +758,50 @@ class ConnectorsFacade:
         those); :class:`CheckoutDisabledError` for a checkout the tenant turned off; the
         :class:`ProbeError` of a secret reference that cannot be read.
         """
+        store, info = await self._usable(connector_id, tenant_id, reach, purpose)
+        secrets = await self.runner.references.resolve(await self._open_secrets(info), tenant_id)
+        await self._used(store, info, purpose, actor)
+        return InUse(info, info.endpoint, overlay(info.config, secrets))
+
+    async def use_connector_cached(
+        self,
+        connector_id: str,
+        tenant_id: str,
+        cache: UseCache[Made],
+        *,
+        reach: Reach | None = None,
+        purpose: str,
+        actor: str = "library",
+    ) -> tuple[ConnectorInfo, Made]:
+        """:meth:`use_connector`, answering the connector and what ``cache.derive`` makes of
+        it, made again only when the connector changed (:class:`UseCache`).
+
+        The store reads (reach, status, the sealed secret) and the bookkeeping (last use,
+        observers, a checkout's audit) stay on every call: another replica may have
+        changed the connector. A hit skips the decryption, the secret references and
+        ``derive``. Raises as :meth:`use_connector`, and what ``derive`` raises.
+        """
+        key = (tenant_id, connector_id)
+        try:
+            store, info = await self._usable(connector_id, tenant_id, reach, purpose)
+        except NotFoundError:
+            cache.discard(key)  # deleted (or out of reach): its secrets leave memory now
+            raise
+        sealed = await self._sealed(info)
+        stamp = (info.version, info.created_at, info.updated_at, info.endpoint, info.config, sealed)
+        made = cache.get(key, stamp)
+        if made is None:
+            tree = self._open(info, sealed)
+            secrets = await self.runner.references.resolve(tree, tenant_id)
+            made = cache.derive(InUse(info, info.endpoint, overlay(info.config, secrets)))
+            cache.put(key, stamp, made, self.runner.references.ttl if references_in(tree) else None)
+        await self._used(store, info, purpose, actor)
+        return info, made
+
+    async def _usable(
+        self, connector_id: str, tenant_id: str, reach: Reach | None, purpose: str
+    ) -> tuple[Store, ConnectorInfo]:
+        """The connector to use, once every rule of :meth:`use_connector` allows it."""
         if purpose not in USE_PURPOSES:
             raise ValidationError(
                 "invalid purpose", [FieldError(("purpose",), f"must be one of {', '.join(USE_PURPOSES)}")]
@@ -775,15 +820,17 @@ class ConnectorsFacade:
                 )
             if not await store.checkout_enabled(tenant_id):
                 raise CheckoutDisabledError("credential checkout is turned off for this tenant")
-        secrets = await self.runner.references.resolve(await self._open_secrets(info), tenant_id)
+        return store, info
+
+    async def _used(self, store: Store, info: ConnectorInfo, purpose: str, actor: str) -> None:
+        """A use's bookkeeping, once its secrets are read: a checkout's audit, last use, observers."""
         if purpose == "checkout":
             # Written before any value leaves: a checkout the audit missed never happens.
             details = {"purpose": purpose, "connector_type": info.connector_type}
-            await store.append_audit(self._audit(tenant_id, actor, "connector.use", info.id, details))
+            await store.append_audit(self._audit(info.tenant_id, actor, "connector.use", info.id, details))
         self.usage.mark(info.id)
         for observe in self.use_observers:
             observe(purpose, info.connector_type)
-        return InUse(info, info.endpoint, overlay(info.config, secrets))
 
     async def checkout(
         self, connector_id: str, tenant_id: str, *, reach: Reach | None = None, actor: str = "library"
@@ -879,9 +926,12 @@ class ConnectorsFacade:
     # --- helpers ---------------------------------------------------------------------
 
     async def _open_secrets(self, info: ConnectorInfo) -> SecretTree:
-        if not info.secret_fields:
-            return {}
-        sealed = await self.store.get_secret(info.tenant_id, info.id)
+        return self._open(info, await self._sealed(info))
+
+    async def _sealed(self, info: ConnectorInfo) -> Ciphertext | None:
+        return await self.store.get_secret(info.tenant_id, info.id) if info.secret_fields else None
+
+    def _open(self, info: ConnectorInfo, sealed: Ciphertext | None) -> SecretTree:
         return self.keyring.open_tree(sealed, info.tenant_id, info.id) if sealed is not None else {}
 
     @staticmethod

@@ -17,6 +17,7 @@ import pytest
 
 from connectord.api.app import create_app
 from connectord.api.responses import connector_response, page_response
+from connectord.api.routes.proxy import PROXY_METHODS
 from connectord.api.routing import LeanRoute, _lean_handler
 from connectord.facade import ConnectorsFacade
 from connectord.logs import JsonFormatter, TextFormatter
@@ -69,7 +70,10 @@ def test_only_routes_of_path_parameters_and_a_key_are_lean(settings: Settings) -
         if isinstance(r, LeanRoute) and _lean_handler(r) is not None
         for m in r.methods
     }
-    assert lean == {(f"{C}/{{connector_id}}", "GET"), (f"{C}/{{connector_id}}/test", "POST")}
+    proxied = {
+        (f"{C}/{{connector_id}}/proxy{rest}", m) for rest in ("", "/{path:path}") for m in PROXY_METHODS
+    }
+    assert lean == {(f"{C}/{{connector_id}}", "GET"), (f"{C}/{{connector_id}}/test", "POST")} | proxied
 
 
 def test_lean_routes_answer_as_fastapi_did(server: Server, api_tenant: Tenant) -> None:

@@ -18,6 +18,7 @@ import secrets
 import ssl
 from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -26,6 +27,10 @@ from aiohttp import web
 
 from connectord.client import Client, error_from_response
 from connectord.errors import MethodNotAllowedError, ProxyError
+from connectord.facade import ConnectorsFacade
+from connectord.model import InUse
+from connectord.settings import Settings
+from connectord.use.cache import UseCache
 from tests.api.conftest import (
     Server,
     Tenant,
@@ -312,6 +317,17 @@ def test_key_without_use_scope_is_403(setup: Setup, upstream: Upstream, server: 
     assert len(upstream.seen) == before
 
 
+def test_a_bad_key_is_refused_before_a_bad_id(setup: Setup, server: Server) -> None:
+    # The lean route checks as FastAPI's solving did: the key (401), then the id (422).
+    with httpx.Client(base_url=server.base_url) as anonymous:
+        assert_problem(anonymous.get("/api/v1/connectors/%00/proxy/x"), 401)
+        assert_problem(anonymous.get("/api/v1/connectors/nope/proxy"), 401)
+    invalid = setup.http.get("/api/v1/connectors/%00/proxy/x")
+    assert invalid.status_code == 422
+    assert invalid.json()["errors"][0]["loc"] == ["path", "connector_id"]
+    assert_problem(setup.http.get("/api/v1/connectors/nope/proxy"), 404, "not-found")
+
+
 def test_another_tenants_connector_is_404(setup: Setup, upstream: Upstream, server: Server) -> None:
     connector = setup.register("mine", upstream.url("/echo"))
     other = create_tenant(server, "other")
@@ -384,6 +400,83 @@ def test_answer_over_the_bound_is_502_or_cut(setup: Setup, upstream: Upstream) -
     # Without a Content-Length the answer has begun: it is cut, never passed whole.
     with pytest.raises(httpx.RemoteProtocolError):
         setup.http.get(proxy_path(connector, "/stream/8"))
+
+
+# --- what the proxy keeps per connector is made again as soon as the connector changes -
+
+
+def test_an_updated_connector_is_used_as_updated_on_the_next_request(
+    setup: Setup, upstream: Upstream
+) -> None:
+    old, new = secret("before"), secret("after")
+    connector = setup.register("changing", upstream.url("/echo/v1"), auth={"kind": "bearer", "token": old})
+    path = f"/api/v1/connectors/{connector['id']}"
+    assert setup.http.get(proxy_path(connector, "/x")).status_code == 200
+    assert upstream.last()["headers"]["Authorization"] == f"Bearer {old}"
+    # A new secret, then new headers and endpoint: each is on the very next request.
+    changed = setup.tenant.http.put(path, json={"config": {"auth": {"kind": "bearer", "token": new}}})
+    assert changed.status_code == 200, changed.text
+    assert setup.http.get(proxy_path(connector, "/x")).status_code == 200
+    assert upstream.last()["headers"]["Authorization"] == f"Bearer {new}"
+    moved = setup.tenant.http.put(
+        path, json={"endpoint": upstream.url("/echo/v2"), "config": {"headers": {"X-Team": "blue"}}}
+    )
+    assert moved.status_code == 200, moved.text
+    assert setup.http.get(proxy_path(connector, "/x")).status_code == 200
+    assert upstream.last()["path_qs"] == "/echo/v2/x"
+    assert upstream.last()["headers"]["X-Team"] == "blue"
+    # Status and existence are read on every request too.
+    paused = setup.tenant.http.put(path, json={"status": "disconnected"})
+    assert paused.status_code == 200, paused.text
+    assert_problem(setup.http.get(proxy_path(connector, "/x")), 409)
+    assert setup.tenant.http.delete(path).status_code == 204
+    assert_problem(setup.http.get(proxy_path(connector, "/x")), 404, "not-found")
+
+
+def _counting_cache() -> tuple[UseCache[str], list[str]]:
+    """A cache whose value is the connector's token, and the tokens it derived."""
+    made: list[str] = []
+
+    def derive(use: InUse) -> str:
+        made.append(use.config["auth"]["token"])
+        return made[-1]
+
+    return UseCache(derive), made
+
+
+async def test_a_secret_resealed_without_a_new_version_is_read_again(tmp_path: Path) -> None:
+    settings = Settings(data_dir=tmp_path / "data")
+    async with ConnectorsFacade(settings=settings) as facade:
+        config = {"auth": {"kind": "bearer", "token": "first-token"}}
+        info = await facade.register_connector("t1", "api", "http", "http://127.0.0.1:9/", config)
+        cache, made = _counting_cache()
+        for _ in range(3):
+            _, token = await facade.use_connector_cached(info.id, "t1", cache, purpose="proxy")
+            assert token == "first-token"
+        assert made == ["first-token"]  # made once, then kept
+        # As a key rotation or a rotated refresh token does: the sealed secret alone changes.
+        old = await facade.store.get_secret("t1", info.id)
+        assert old is not None
+        new = facade.keyring.seal_tree({"auth": {"token": "second-token"}}, "t1", info.id)
+        assert await facade.store.replace_secret("t1", info.id, old, new)
+        _, token = await facade.use_connector_cached(info.id, "t1", cache, purpose="proxy")
+        assert (token, made) == ("second-token", ["first-token", "second-token"])
+
+
+async def test_secret_references_are_kept_no_longer_than_their_ttl(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CD_PROXY_TOKEN", "env-one")
+    settings = Settings(data_dir=tmp_path / "data", secret_ref_env=["CD_PROXY_*"], secret_ref_ttl=0)
+    async with ConnectorsFacade(settings=settings) as facade:
+        config = {"auth": {"kind": "bearer", "token": "env:CD_PROXY_TOKEN"}}
+        info = await facade.register_connector("t1", "api", "http", "http://127.0.0.1:9/", config)
+        cache, made = _counting_cache()
+        _, token = await facade.use_connector_cached(info.id, "t1", cache, purpose="proxy")
+        assert token == "env-one"
+        monkeypatch.setenv("CD_PROXY_TOKEN", "env-two")
+        _, token = await facade.use_connector_cached(info.id, "t1", cache, purpose="proxy")
+        assert (token, made) == ("env-two", ["env-one", "env-two"])
 
 
 # --- upstream answers pass through; the proxy's own failures are problems ------------

@@ -7,7 +7,8 @@ an error context on every request: about a tenth of the request's CPU time in
 bench/api.py's profile. :class:`LeanRoute` answers such a route with a handler made
 once, which does what solving would: the key first (so a bad key answers 401 before
 a bad id answers 422, as before), then each path parameter validated by its own field,
-with FastAPI's error locations. Every other route keeps FastAPI's handler, and the
+with FastAPI's error locations. The endpoint may also take the ``Request`` (the
+proxy reads its body itself). Every other route keeps FastAPI's handler, and the
 OpenAPI document is built from the same declarations, so it does not change. A lean
 route does not consult ``app.dependency_overrides`` (connectord sets none).
 """
@@ -49,9 +50,12 @@ def _lean_handler(route: APIRoute) -> Handler | None:
     authenticate, who = bearer.call, bearer.name
     assert isinstance(authenticate, ScopedBearer)
     fields = [(field, field.name, ("path", field.alias)) for field in dependant.path_params]
+    takes_request = dependant.request_param_name
 
     async def handler(request: Request) -> Response:
         values: dict[str, Any] = {who: await authenticate(request)}
+        if takes_request is not None:
+            values[takes_request] = request
         given = request.path_params
         errors: list[Any] = []
         for field, name, loc in fields:
@@ -70,7 +74,7 @@ def _lean_handler(route: APIRoute) -> Handler | None:
 
 def _only_bearer(dependant: Dependant) -> Dependant | None:
     """The route's one dependency if it is a ScopedBearer and the route takes nothing else
-    but path parameters (no query, header, cookie or body parameter, no request object)."""
+    but path parameters and the request (no query, header, cookie or body parameter)."""
     if (
         dependant.query_params
         or dependant.header_params
@@ -92,7 +96,6 @@ def _special_params(dependant: Dependant) -> bool:
     return any(
         name is not None
         for name in (
-            dependant.request_param_name,
             dependant.websocket_param_name,
             dependant.http_connection_param_name,
             dependant.response_param_name,

@@ -1,8 +1,10 @@
 """The HTTP proxy engine: forward a caller's request to an ``http`` connector with its credentials.
 
 The route (``api/routes/proxy.py``) asks the facade for the connector (its
-reach, its status, its secrets revealed) and hands this module an
-:class:`Upstream` and a :class:`ProxyRequest`; :meth:`HttpProxy.forward`
+reach, its status, its secrets revealed) through :attr:`HttpProxy.upstreams`,
+which makes an :class:`Upstream` once per version of the connector
+(:meth:`HttpProxy.prepare`: the parsed config, target, headers and scrubber)
+and hands this module it and a :class:`ProxyRequest`; :meth:`HttpProxy.forward`
 answers a :class:`ProxyAnswer` that streams the upstream's answer back, or
 raises a :class:`~connectord.errors.ProxyError` (502, 504 for a timeout) for
 the proxy's own failures. What the upstream answered, 4xx and 5xx included,
@@ -32,20 +34,22 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import ipaddress
 import logging
 import socket
 import ssl
-from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qsl, quote, unquote, urlencode
 
+from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from connectord.errors import ProxyError, ValidationError
-from connectord.model import ErrorKind
+from connectord.errors import ConnectordError, NotProxyableError, ProxyError, ValidationError
+from connectord.model import ErrorKind, InUse
 from connectord.network.egress import EgressPolicy, parse_ip_literal
 from connectord.network.failures import aiohttp_error_kind, error_text
 from connectord.network.tls import tls_context
@@ -58,6 +62,7 @@ from connectord.types._http_config import (
     auth_headers,
     secret_values,
 )
+from connectord.use.cache import UseCache
 
 if TYPE_CHECKING:
     import aiohttp
@@ -73,6 +78,7 @@ __all__ = [
     "ProxyAnswer",
     "ProxyLimits",
     "ProxyRequest",
+    "Refusal",
     "TokenSource",
     "Upstream",
 ]
@@ -150,14 +156,71 @@ class ProxyLimits:
 
 @dataclass(frozen=True, slots=True)
 class Upstream:
-    """The connector a request goes to: its endpoint and its config, secrets revealed."""
+    """The connector a request goes to, made once per version of it (:meth:`HttpProxy.prepare`):
+    its config, secrets revealed, and what every request to it shares."""
 
     tenant_id: str
     connector_id: str
-    endpoint: str
     config: HttpConfig = field(repr=False)
     #: The proxy's own path for this connector (``/api/v1/connectors/{id}/proxy``), for ``Location``.
-    mount: str = ""
+    mount: str
+    target: _Target = field(repr=False)
+    #: The headers the connector sets over the caller's (``Host``, its own, its credentials;
+    #: an OAuth 2.0 token is added per request), and their names in lower case.
+    headers: dict[str, str] = field(repr=False)
+    header_names: frozenset[str] = field(repr=False)
+    #: The secrets a request carries (without an OAuth 2.0 token).
+    secrets: _Secrets = field(repr=False)
+    timeout: float
+    tls: ssl.SSLContext | bool = field(repr=False)
+    #: The TLS name (SNI, certificate check): the host unless it is an address.
+    server_name: str | None
+    oauth: bool
+    #: The same with the last OAuth 2.0 token: tokens live long, a scrubber costs ~100 us to make.
+    token_secrets: dict[str, _Secrets] = field(default_factory=dict, repr=False)
+
+    @property
+    def where(self) -> str:
+        """``host:port``, for messages."""
+        return f"{self.target.host}:{self.target.port}"
+
+    def secrets_with(self, token: str | None) -> _Secrets:
+        """The secrets of one request: the connector's, and its token."""
+        if token is None:
+            return self.secrets
+        found = self.token_secrets.get(token)
+        if found is None:
+            self.token_secrets.clear()
+            found = self.token_secrets[token] = _Secrets([*self.secrets.values, token])
+        return found
+
+
+class _Secrets:
+    """The secrets a request carries, their scrubber, and the answer header values known
+    not to hold one (an upstream sends the same few values again and again)."""
+
+    __slots__ = ("_clean", "scrubber", "values")
+
+    def __init__(self, values: list[str]) -> None:
+        self.values = values
+        self.scrubber = Scrubber(values)
+        self._clean: set[str] = set()
+
+    def echoed(self, text: str) -> bool:
+        """Whether ``text`` holds one of the secrets, in any encoding."""
+        if not self.values or text in self._clean:
+            return False
+        if self.scrubber.text(text) != text:
+            return True
+        if len(text) <= 128 and len(self._clean) < 64:  # bounded: values are the upstream's
+            self._clean.add(text)
+        return False
+
+
+#: What :attr:`HttpProxy.upstreams` keeps for a connector the proxy refuses (not ``http``,
+#: no endpoint, a config that no longer validates): the maker of the error, so each
+#: request raises its own.
+Refusal = Callable[[], ConnectordError]
 
 
 @dataclass(frozen=True, slots=True)
@@ -299,12 +362,79 @@ class HttpProxy:
     """
 
     def __init__(
-        self, egress: Callable[[], EgressPolicy], limits: ProxyLimits, tokens: TokenSource | None = None
+        self,
+        egress: Callable[[], EgressPolicy],
+        limits: ProxyLimits,
+        tokens: TokenSource | None = None,
+        *,
+        mount: str = "/api/v1/connectors/{}/proxy",
     ) -> None:
         self._egress = egress
         self.limits = limits
         self.tokens = tokens
+        #: The proxy's own path of a connector, ``{}`` for its id.
+        self.mount = mount
+        #: Upstreams by connector, for ``ConnectorsFacade.use_connector_cached``.
+        self.upstreams: UseCache[Upstream | Refusal] = UseCache(self._derive)
         self._session: aiohttp.ClientSession | None = None
+
+    def _derive(self, use: InUse) -> Upstream | Refusal:
+        info = use.info
+        if info.connector_type != "http":
+            return functools.partial(
+                NotProxyableError,
+                f"a {info.connector_type} connector cannot be proxied (only http ones can); "
+                "use POST /api/v1/connectors/{id}/credentials to check its credentials out",
+            )
+        if not use.endpoint:
+            return functools.partial(ProxyError, ErrorKind.INVALID_CONFIG, "the connector has no endpoint")
+        try:
+            config = HttpConfig.model_validate(use.config)
+        except PydanticValidationError:
+            # The stored config was valid when saved; its values (secrets) are never echoed.
+            return functools.partial(
+                ProxyError, ErrorKind.INVALID_CONFIG, "the connector's stored config no longer validates"
+            )
+        try:
+            return self.prepare(info.tenant_id, info.id, use.endpoint, config)
+        except ProxyError as exc:
+            return functools.partial(ProxyError, exc.kind, exc.message, exc.details)
+
+    def prepare(self, tenant_id: str, connector_id: str, endpoint: str, config: HttpConfig) -> Upstream:
+        """An :class:`Upstream`: what every request to this connector shares, made once.
+
+        :class:`ProxyError` (``invalid_config``) for an endpoint that is not an http(s) URL.
+        """
+        from multidict import CIMultiDict
+
+        target = _Target.of(endpoint)
+        oauth = _is_oauth(config.auth)
+        # In the order a request applies them, each over the one before (names in any case).
+        headers: CIMultiDict[str] = CIMultiDict({"Host": target.host_header()})
+        headers.update(config.headers)
+        headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
+        if oauth:
+            headers.popall("Authorization", None)  # the token's, added per request
+        else:
+            headers.update(auth_headers(config, target.user, target.password))
+        secrets = _Secrets(secret_values(config, target.password))
+        tls: ssl.SSLContext | bool = False
+        if target.scheme == "https":
+            tls = tls_context(config.tls_verify, config.ca_pem)
+        return Upstream(
+            tenant_id,
+            connector_id,
+            config,
+            self.mount.format(connector_id),
+            target,
+            dict(headers.items()),
+            frozenset(name.lower() for name in headers) | ({"authorization"} if oauth else set()),
+            secrets,
+            self.timeout_of(config),
+            tls,
+            None if parse_ip_literal(target.host) is not None else target.host,
+            oauth,
+        )
 
     def _client(self) -> aiohttp.ClientSession:
         import aiohttp
@@ -329,7 +459,8 @@ class HttpProxy:
         return self._session
 
     async def aclose(self) -> None:
-        """Close the shared session and its pooled connections."""
+        """Close the shared session and its pooled connections; forget the upstreams."""
+        self.upstreams.clear()
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -347,18 +478,16 @@ class HttpProxy:
         redirect, an answer over the bound, no access token) and
         :class:`ValidationError` for a path that would leave the endpoint's.
         """
-        config = upstream.config
-        target = _Target.of(upstream.endpoint)
-        path = target.path(request.raw_path)
+        path = upstream.target.path(request.raw_path)
         token: str | None = None
-        if _is_oauth(config.auth):
-            token = await self._token(upstream, config.auth)
-        answer = await self._send(upstream, target, path, request, token)
+        if upstream.oauth:
+            token = await self._token(upstream, upstream.config.auth)
+        answer = await self._send(upstream, path, request, token)
         if answer.status == 401 and token is not None:
             # The token was refused before its expiry (revoked, rotated keys): one fresh try.
             await answer.close()
-            token = await self._token(upstream, config.auth, refused=token)
-            answer = await self._send(upstream, target, path, request, token)
+            token = await self._token(upstream, upstream.config.auth, refused=token)
+            answer = await self._send(upstream, path, request, token)
         return answer
 
     async def _token(self, upstream: Upstream, auth: Any, refused: str | None = None) -> str:
@@ -375,39 +504,35 @@ class HttpProxy:
             ca_pem=config.ca_pem,
         )
 
-    def _headers(
-        self, config: HttpConfig, target: _Target, request: ProxyRequest, token: str | None
-    ) -> dict[str, str]:
-        from multidict import CIMultiDict
-
-        headers: CIMultiDict[str] = CIMultiDict()
+    @staticmethod
+    def _headers(upstream: Upstream, request: ProxyRequest, token: str | None) -> dict[str, str]:
+        fixed = upstream.header_names
+        headers: dict[str, str] = {}
         for name, value in request.headers:
-            if name.lower() in FORWARDED_REQUEST_HEADERS:
-                headers.add(name, value)
-        headers.setdefault("User-Agent", _USER_AGENT)
-        headers["Host"] = target.host_header()
-        headers.update(config.headers)
-        headers.update({k: v.get_secret_value() for k, v in config.secret_headers.items()})
-        headers.update(auth_headers(config, target.user, target.password, token))
-        return dict(headers.items())
+            lowered = name.lower()
+            if lowered in FORWARDED_REQUEST_HEADERS and lowered not in fixed:
+                headers[lowered] = value
+        if "user-agent" not in headers and "user-agent" not in fixed:
+            headers["User-Agent"] = _USER_AGENT
+        headers.update(upstream.headers)
+        if token is not None:
+            headers.update(auth_headers(upstream.config, None, None, token))
+        return headers
 
     async def _send(
-        self, upstream: Upstream, target: _Target, path: str, request: ProxyRequest, token: str | None
+        self, upstream: Upstream, path: str, request: ProxyRequest, token: str | None
     ) -> ProxyAnswer:
         import aiohttp
         from yarl import URL
 
-        config = upstream.config
-        where = f"{target.host}:{target.port}"
+        target = upstream.target
+        where = upstream.where
         destinations = await _resolve(self._egress(), target)
-        headers = self._headers(config, target, request, token)
-        query = target.query(request.query, config.auth)
-        secrets = secret_values(config, target.password, token)
-        timeout = self.timeout_of(config)
-        tls: ssl.SSLContext | bool = False
-        if target.scheme == "https":
-            tls = tls_context(config.tls_verify, config.ca_pem)
-        name = None if parse_ip_literal(target.host) is not None else target.host
+        headers = self._headers(upstream, request, token)
+        query = target.query(request.query, upstream.config.auth)
+        secrets = upstream.secrets_with(token)
+        timeout = upstream.timeout
+        tls = upstream.tls
         session = self._client()
         last: BaseException | None = None
         for address in destinations:
@@ -424,7 +549,7 @@ class HttpProxy:
                         data=request.body or None,
                         allow_redirects=False,
                         ssl=tls,
-                        server_hostname=name if tls else None,
+                        server_hostname=upstream.server_name if tls else None,
                         timeout=aiohttp.ClientTimeout(total=None, sock_read=timeout),
                     )
             except TimeoutError:
@@ -434,20 +559,14 @@ class HttpProxy:
                 if kind in (ErrorKind.REFUSED, ErrorKind.UNAVAILABLE) and address != destinations[-1]:
                     last = exc  # nothing was sent: the next checked address may answer
                     continue
-                raise _proxy_error(exc, kind, where, secrets) from None
-            return self._answer(upstream, target, response, secrets, timeout)
+                raise _proxy_error(exc, kind, where, secrets.scrubber) from None
+            return self._answer(upstream, response, secrets)
         assert last is not None
-        raise _proxy_error(last, _failure_kind(last), where, secrets) from None
+        raise _proxy_error(last, _failure_kind(last), where, secrets.scrubber) from None
 
-    def _answer(
-        self,
-        upstream: Upstream,
-        target: _Target,
-        response: aiohttp.ClientResponse,
-        secrets: list[str],
-        timeout: float,
-    ) -> ProxyAnswer:
-        where = f"{target.host}:{target.port}"
+    def _answer(self, upstream: Upstream, response: aiohttp.ClientResponse, secrets: _Secrets) -> ProxyAnswer:
+        target = upstream.target
+        where = upstream.where
         if response.status in _REDIRECTS and "Location" in response.headers:
             location = _proxied_location(target, upstream, response.headers["Location"])
             if location is None:
@@ -468,18 +587,18 @@ class HttpProxy:
                 f"{where} answered {length} bytes, more than the proxy's {self.limits.max_answer}",
                 {"status_code": response.status},
             )
-        scrubber = Scrubber(secrets)
+        dropped = _DROPPED_ANSWER_HEADERS | _connection_tokens(response)
         headers: list[tuple[bytes, bytes]] = []
         for name, value in response.raw_headers:
-            lowered = name.decode("latin-1").lower()
-            if lowered in _DROPPED_ANSWER_HEADERS or lowered in _connection_tokens(response):
+            lowered = name.lower()
+            if lowered.decode("latin-1") in dropped:
                 continue
             text = value.decode("latin-1")
-            if lowered == "location" and location is not None:
+            if lowered == b"location" and location is not None:
                 text = location
-            elif secrets and scrubber.text(text) != text:
+            elif secrets.echoed(text):
                 continue  # an upstream echoing a credential back: the caller never sees it
-            headers.append((name.lower(), text.encode("latin-1")))
+            headers.append((lowered, text.encode("latin-1")))
         return ProxyAnswer(response.status, headers, response, self.limits.max_answer, where)
 
 
@@ -536,10 +655,10 @@ def _failure_kind(exc: BaseException) -> ErrorKind:
     return aiohttp_error_kind(exc) or ErrorKind.PROTOCOL
 
 
-def _proxy_error(exc: BaseException, kind: ErrorKind, where: str, secrets: Iterable[str]) -> ProxyError:
+def _proxy_error(exc: BaseException, kind: ErrorKind, where: str, scrubber: Scrubber) -> ProxyError:
     if kind is ErrorKind.EGRESS_DENIED:
         return ProxyError(kind, f"egress policy: the connection to {where} was refused")
-    return ProxyError(kind, Scrubber(secrets).text(error_text(exc, kind, where)))
+    return ProxyError(kind, scrubber.text(error_text(exc, kind, where)))
 
 
 class ProxyAnswer:
@@ -578,6 +697,10 @@ class ProxyAnswer:
             kind = aiohttp_error_kind(exc) or ErrorKind.PROTOCOL
             raise ProxyError(kind, f"{self._where}'s answer broke off") from None
 
+    def complete(self) -> bool:
+        """Whether the body was read to its end (the chunk last given was the last)."""
+        return self._response.content.at_eof()
+
     async def close(self) -> None:
         """Release the connection (back to the pool when the body was read to its end)."""
         self._response.release()
@@ -604,15 +727,20 @@ class ProxiedResponse(Response):
             await send(
                 {"type": "http.response.start", "status": self.status_code, "headers": self.raw_headers}
             )
+            ended = False
             try:
                 async for chunk in self.answer.body():
-                    await send({"type": "http.response.body", "body": chunk, "more_body": True})
+                    # The last chunk ends the response itself: one trip less through the
+                    # middleware's send chain for the usual answer, read in one chunk.
+                    ended = self.answer.complete()
+                    await send({"type": "http.response.body", "body": chunk, "more_body": not ended})
             except ProxyError as exc:
                 logger.warning(
                     "proxy %s: the answer was cut: %s (%s)", self._label, exc.kind.value, exc.message
                 )
                 return
-            await send({"type": "http.response.body", "body": b"", "more_body": False})
+            if not ended:
+                await send({"type": "http.response.body", "body": b"", "more_body": False})
         finally:
             await self.answer.close()
             if self._done is not None:

@@ -1,8 +1,12 @@
 """``/connectors/{id}/proxy/{path}``: the credential-injecting HTTP proxy (``docs/use.md``).
 
-A thin route: the per-key rate limit, the facade's ``use_connector`` (reach,
-status, secrets), then :mod:`connectord.use.proxy` forwards and streams. It is
-left out of the OpenAPI document on purpose: its answers are the upstream's,
+A thin route: the per-key rate limit, the facade's ``use_connector_cached``
+(reach, status and sealed secret read on every request; the parsed config,
+target and headers made once per version of the connector, by the engine's
+``upstreams`` cache), then :mod:`connectord.use.proxy` forwards and streams. A
+:class:`~connectord.api.routing.LeanRoute`: the key is checked (401, 403) before
+the id (422) and the connector (404), without FastAPI's dependency solving. It
+is left out of the OpenAPI document on purpose: its answers are the upstream's,
 which no schema of this server can describe.
 """
 
@@ -13,47 +17,25 @@ from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
-from pydantic import ValidationError as PydanticValidationError
 from starlette.responses import Response
 
 from connectord.api.deps import PathId, User
 from connectord.api.limits import TestLimiter
 from connectord.api.metrics import Metrics
+from connectord.api.routing import LeanRoute
 from connectord.errors import (
     ConnectordError,
     MethodNotAllowedError,
-    NotProxyableError,
     PayloadTooLargeError,
     ProbeError,
     ProxyError,
 )
-from connectord.model import ErrorKind, InUse
-from connectord.types._http_config import HttpConfig
 from connectord.use.proxy import HttpProxy, ProxiedResponse, ProxyRequest, Upstream
 
-router = APIRouter(prefix="/api/v1/connectors", tags=["use"])
+router = APIRouter(prefix="/api/v1/connectors", tags=["use"], route_class=LeanRoute)
 
 #: Every method a connector's ``proxy_methods`` may open; the connector decides (405).
 PROXY_METHODS = ("GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS")
-
-
-def _upstream(use: InUse, mount: str) -> Upstream:
-    info = use.info
-    if info.connector_type != "http":
-        raise NotProxyableError(
-            f"a {info.connector_type} connector cannot be proxied (only http ones can); "
-            "use POST /api/v1/connectors/{id}/credentials to check its credentials out"
-        )
-    if not use.endpoint:
-        raise ProxyError(ErrorKind.INVALID_CONFIG, "the connector has no endpoint")
-    try:
-        config = HttpConfig.model_validate(use.config)
-    except PydanticValidationError:
-        # The stored config was valid when saved; its values (secrets) are never echoed.
-        raise ProxyError(
-            ErrorKind.INVALID_CONFIG, "the connector's stored config no longer validates"
-        ) from None
-    return Upstream(info.tenant_id, info.id, use.endpoint, config, mount)
 
 
 async def _body(request: Request, limit: int) -> bytes:
@@ -80,22 +62,23 @@ def _raw_rest(request: Request, mount: str, path: str) -> str:
     return "/" + quote(path) if path else ""
 
 
-async def proxy(request: Request, connector_id: PathId, who: User, path: str = "") -> Response:
+async def proxy(request: Request, connector_id: PathId, who: User) -> Response:
     """Forward the request to the connector's endpoint with its credentials."""
     state = request.app.state
     engine: HttpProxy = state.proxy
     limiter: TestLimiter = state.proxy_limiter
     metrics: Metrics = state.metrics
-    mount = f"/api/v1/connectors/{connector_id}/proxy"
+    mount = engine.mount.format(connector_id)
     hold = contextlib.AsyncExitStack()
     await hold.enter_async_context(limiter.slot(who.principal.key_id))
     connector_type = "unknown"
     try:
-        use = await who.facade.use_connector(
-            connector_id, who.tenant_id, reach=who.reach, purpose="proxy", actor=who.actor
+        info, upstream = await who.facade.use_connector_cached(
+            connector_id, who.tenant_id, engine.upstreams, reach=who.reach, purpose="proxy", actor=who.actor
         )
-        connector_type = use.info.connector_type
-        upstream = _upstream(use, mount)
+        connector_type = info.connector_type
+        if not isinstance(upstream, Upstream):
+            raise upstream()
         allowed = list(dict.fromkeys(["GET", "HEAD", *upstream.config.proxy_methods]))
         if request.method not in allowed:
             raise MethodNotAllowedError(
@@ -106,7 +89,7 @@ async def proxy(request: Request, connector_id: PathId, who: User, path: str = "
         body = await _body(request, who.facade.settings.proxy_max_body)
         forwarded = ProxyRequest(
             request.method,
-            _raw_rest(request, mount, path),
+            _raw_rest(request, mount, request.path_params.get("path", "")),
             request.scope.get("query_string", b"").decode("latin-1"),
             [(k.decode("latin-1"), v.decode("latin-1")) for k, v in request.scope["headers"]],
             body,
