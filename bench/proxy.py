@@ -12,7 +12,10 @@ the same load tool (wrk, one thread) at the same connection count:
 Two upstreams, each in its own process: ``raw``, a minimal keep-alive HTTP/1.1 server
 (an asyncio protocol on uvloop, a fixed answer), never the bottleneck of either run, so
 its ratio is the proxy against what the machine can do at all; and ``aiohttp``, the same
-answer from an aiohttp.web route, a typical Python service behind a proxy. Then
+answer from an aiohttp.web route, a typical Python service behind a proxy. Beside the
+proxy, the same GETs go through a **bare proxy**: an aiohttp.web route forwarding over
+one pooled session with a fixed token added and nothing else: what a minimal Python proxy
+on the same client library does here, so the figures say how far connectord's is from it. Then
 the proxy is one ``connectord serve`` worker (SQLite, default INFO log: one access-log
 line per request) whose connector uses bearer auth, so every proxied request pays for
 the key check, the connector read and decryption, the egress check and the added
@@ -95,6 +98,33 @@ app.router.add_get("/v1/items", items)
 web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
 """
 UPSTREAMS = {"raw": UPSTREAM, "aiohttp": AIOHTTP_UPSTREAM}
+#: The ceiling of any Python proxy here: an aiohttp.web route forwarding a GET over one
+#: pooled ClientSession with a fixed bearer token added, and nothing else (no key check,
+#: no store, no egress check, no bounds, no streaming, no access log).
+BARE_PROXY = r"""
+import sys
+import aiohttp
+from aiohttp import web
+
+UPSTREAM = sys.argv[2]
+
+async def start(app):
+    app["session"] = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0))
+
+async def stop(app):
+    await app["session"].close()
+
+async def forward(request):
+    headers = {"Authorization": "Bearer bench-token"}
+    async with request.app["session"].get(UPSTREAM + request.match_info["rest"], headers=headers) as r:
+        return web.Response(body=await r.read(), status=r.status, content_type=r.content_type)
+
+app = web.Application()
+app.on_startup.append(start)
+app.on_cleanup.append(stop)
+app.router.add_get("/proxy/{rest:.*}", forward)
+web.run_app(app, host="127.0.0.1", port=int(sys.argv[1]), access_log=None, print=None)
+"""
 
 
 def free_port() -> int:
@@ -187,11 +217,17 @@ def measure(args: argparse.Namespace, data_dir: Path, kind: str) -> dict[str, ob
     log = (data_dir / "server.log").open("w")
     server = subprocess.Popen([sys.executable, "-c", SERVE], env=env, stdout=log, stderr=subprocess.STDOUT)
     proxy_url = f"http://127.0.0.1:{port}/api/v1/connectors/{connector_id}/proxy/items"
+    bare_port = free_port()
+    bare = subprocess.Popen(
+        [sys.executable, "-c", BARE_PROXY, str(bare_port), f"http://127.0.0.1:{upstream_port}/v1/"]
+    )
+    bare_url = f"http://127.0.0.1:{bare_port}/proxy/items"
     load_before = os.getloadavg()
     runs: dict[str, dict[str, dict[str, float]]] = {}
     try:
         wait_answers(direct_url)
         wait_answers(proxy_url, {"Authorization": f"Bearer {key}"})
+        wait_answers(bare_url)
         for connections in sorted({args.connections, 1}, reverse=True):
             wrk(proxy_url, connections, 2, key)  # warm-up: pools, caches, the JIT-less interpreter's dicts
             first = wrk(direct_url, connections, args.duration)
@@ -203,11 +239,12 @@ def measure(args: argparse.Namespace, data_dir: Path, kind: str) -> dict[str, ob
             if spy is not None:
                 spy.wait(timeout=args.duration + 30)
                 print(f"profile of the proxied run: {extra['profile']}", file=sys.stderr)
+            ceiling = wrk(bare_url, connections, args.duration)
             last = wrk(direct_url, connections, args.duration)
             direct = max(first, last, key=lambda r: r["rps"])
-            runs[str(connections)] = {"direct": direct, "proxy": proxied}
+            runs[str(connections)] = {"direct": direct, "proxy": proxied, "bare proxy": ceiling}
     finally:
-        for proc in (server, upstream):
+        for proc in (server, bare, upstream):
             proc.terminate()
             proc.wait(timeout=30)
         log.close()
@@ -222,17 +259,22 @@ def report(result: dict[str, object], args: argparse.Namespace) -> None:
     runs = result["runs"]
     assert isinstance(runs, dict)
     for connections, run in runs.items():
-        direct, proxied = run["direct"], run["proxy"]
+        direct, proxied, bare = run["direct"], run["proxy"], run["bare proxy"]
         print(f"{connections} connection(s), {args.duration} s per run")
-        for name, r in (("direct", direct), ("proxy", proxied)):
+        for name, r in (("direct", direct), ("proxy", proxied), ("bare proxy", bare)):
             print(
-                f"  {name:<7} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms"
+                f"  {name:<10} {r['rps']:>9.0f} req/s  p50 {r['p50_ms']:.3f} ms  p99 {r['p99_ms']:.3f} ms"
                 f"  errors {r['errors']:.0f}"
             )
-        ratio = proxied["rps"] / direct["rps"]
-        added50 = proxied["p50_ms"] - direct["p50_ms"]
-        added99 = proxied["p99_ms"] - direct["p99_ms"]
-        print(f"  added latency p50 {added50:.3f} ms, p99 {added99:.3f} ms; throughput ratio {ratio:.2f}")
+        for name, r in (("proxy", proxied), ("bare proxy", bare)):
+            ratio = r["rps"] / direct["rps"]
+            added50 = r["p50_ms"] - direct["p50_ms"]
+            added99 = r["p99_ms"] - direct["p99_ms"]
+            print(
+                f"  {name:<10} added latency p50 {added50:.3f} ms, p99 {added99:.3f} ms;"
+                f" throughput ratio {ratio:.2f}"
+            )
+        print(f"  proxy / bare proxy throughput {proxied['rps'] / bare['rps']:.2f}")
         print(f"  server CPU per proxied request {proxied['cpu_ms']:.3f} ms")
 
 
