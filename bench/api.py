@@ -57,6 +57,26 @@ app = FastAPI()
 async def healthz() -> Response:
     return Response(b'{"status":"ok"}', media_type="application/json")
 """
+#: For reference, not the ceiling: a bare FastAPI route that does what a GET by id must at
+#: least do, one path parameter and one SQLite read answered with orjson (no key check,
+#: no middleware, no access log), on the asyncio loop connectord serves with.
+BARE_READ_APP = """
+import os, sqlite3
+import orjson
+from fastapi import FastAPI
+from starlette.responses import Response
+
+app = FastAPI()
+db = sqlite3.connect(os.environ["BENCH_DB"], check_same_thread=False)
+db.row_factory = sqlite3.Row
+
+@app.get("/connectors/{connector_id}")
+async def read(connector_id: str) -> Response:
+    row = db.execute("SELECT * FROM connectors WHERE id = ?", (connector_id,)).fetchone()
+    body = dict(row)
+    body["config"], body["metadata"] = orjson.loads(body["config"]), orjson.loads(body["metadata"])
+    return Response(orjson.dumps(body), media_type="application/json")
+"""
 POST_SCRIPT = """
 local n = 0
 local prefix = "bench-" .. tostring(math.random(1, 1000000000)) .. "-"
@@ -72,6 +92,7 @@ LIST_100 = "GET /api/v1/connectors?limit=100"
 POST = "POST /api/v1/connectors"
 HEALTHZ = "GET /healthz"
 GET_UNCACHED = "GET /api/v1/connectors/{id}, key cache off"
+BARE_READ = "reference: FastAPI route, path param, 1 SQLite read"
 
 
 def free_port() -> int:
@@ -103,11 +124,11 @@ async def seed(settings: Settings, count: int) -> tuple[str, str]:
         return key.api_key, random.choice(ids)
 
 
-def wait_ready(url: str, timeout: float = 30) -> None:
+def wait_ready(url: str, path: str = "/healthz", timeout: float = 30) -> None:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
-            with urllib.request.urlopen(url + "/healthz", timeout=1):
+            with urllib.request.urlopen(url + path, timeout=1):
                 return
         except OSError:
             time.sleep(0.1)
@@ -159,10 +180,12 @@ def _ms(text: str) -> float:
     return float(value) * {"us": 0.001, "ms": 1.0, "s": 1000.0, "m": 60000.0}[unit]
 
 
-def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace, loop: str) -> dict[str, float]:
+def bare_fastapi(
+    data_dir: Path, key: str, args: argparse.Namespace, loop: str, app: str = BARE_APP, path: str = "/healthz"
+) -> dict[str, float]:
     """One bare FastAPI route on uvicorn (httptools, ``loop``): what this machine allows
     before any connectord code runs."""
-    (data_dir / "bare_app.py").write_text(BARE_APP)
+    (data_dir / "bare_app.py").write_text(app)
     port = free_port()
     server = subprocess.Popen(
         [
@@ -181,10 +204,11 @@ def bare_fastapi(data_dir: Path, key: str, args: argparse.Namespace, loop: str) 
             "warning",
         ],
         cwd=data_dir,
+        env={**os.environ, "BENCH_DB": str(data_dir / "connectord.db")},
     )
     try:
-        wait_ready(f"http://127.0.0.1:{port}")
-        return wrk(f"http://127.0.0.1:{port}/healthz", key, args, pid=server.pid)
+        wait_ready(f"http://127.0.0.1:{port}", path)
+        return wrk(f"http://127.0.0.1:{port}{path}", key, args, pid=server.pid)
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -333,6 +357,9 @@ def main() -> None:
             GET_UNCACHED.removeprefix(GET_BY_ID),
         )
         runs[GET_UNCACHED] = uncached[GET_BY_ID]
+        runs[BARE_READ] = bare_fastapi(
+            data_dir, key, args, "asyncio", BARE_READ_APP, f"/connectors/{some_id}"
+        )
         runs["bare FastAPI route, uvicorn asyncio (after)"] = bare_fastapi(data_dir, key, args, "asyncio")
         runs["bare FastAPI route, uvicorn uvloop (after)"] = bare_fastapi(data_dir, key, args, "uvloop")
     finally:
@@ -351,6 +378,9 @@ def main() -> None:
             f"{r['errors']:7.0f}"
         )
     print(f"\nceiling: {result['ceiling']}\n")
+    reference, ceiling = runs[BARE_READ]["rps"], runs[str(result["ceiling"])]["rps"]
+    print(f"GET by id / the reference route: {runs[GET_BY_ID]['rps'] / reference:.2f}")
+    print(f"the reference route / the ceiling: {reference / ceiling:.2f}\n")
     for label, value, goal, ok in result["checks"]:  # type: ignore[attr-defined]
         print(f"{label:60} {value:8.2f}  goal {goal:10} {'met' if ok else 'MISSED'}")
 
