@@ -80,8 +80,8 @@ class ProbeRunner:
             result, capabilities = await self._probe(type_name, endpoint, public, secrets, tenant_id, options)
         # Every result, success or failure, before anyone sees or stores it: a server may
         # echo a credential back into a header the probe reports (docs/security.md). A
-        # connector without secrets has nothing to scrub (most scheduled checks: the walk
-        # over the details cost 2-3 % of one).
+        # connector without secrets has nothing to scrub: the walk over the details cost
+        # 2-3 % of a scheduled check of one (bench/scheduler.py).
         values = leaf_values(secrets)
         if values:
             scrubber = Scrubber(values)
